@@ -1,0 +1,109 @@
+//! One client connection: TLS handshake under a deadline, then a loop of framed requests,
+//! each answered before the next is read.
+//!
+//! A client that vanishes (reset, half a frame, half a handshake) ends only its own task;
+//! nothing here can take the agent down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use lightsout_pki::tls::{Identity, identity};
+use lightsout_protocol::frame::is_frame_too_large;
+use lightsout_protocol::{ErrorKind, FrameCodec, Response};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_util::codec::Framed;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::dispatch::{self, Caller};
+use crate::server::Shared;
+
+/// How long to wait for our close_notify and the peer's to be exchanged on the way out.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serves one accepted TCP connection to completion.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // Small request/response frames would otherwise meet Nagle + delayed ACK (~40 ms).
+    let _ = stream.set_nodelay(true);
+    let limits = shared.config.limits.clone();
+    let tls = match timeout(limits.handshake_timeout, shared.acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            info!(%peer, error = %e, "TLS handshake rejected");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, timeout_secs = limits.handshake_timeout.as_secs(), "TLS handshake timed out");
+            return;
+        }
+    };
+    // The verifier requires a client certificate, so one is always present here.
+    let who: Identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(cert) => identity(cert),
+        None => return,
+    };
+    let span = info_span!("conn", %peer, identity = %who.name);
+    async move {
+        info!(fingerprint = %who.fingerprint, role = who.role.as_deref().unwrap_or("-"), "client connected");
+        let caller = Caller { peer, identity: who };
+        let mut framed = Framed::new(tls, FrameCodec::with_max_len(limits.max_frame_len));
+        let mut served = 0u64;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = shared.stop.cancelled() => break,
+                next = timeout(limits.idle_timeout, framed.next()) => next,
+            };
+            let body = match next {
+                Err(_) => {
+                    debug!("idle timeout");
+                    break;
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(body))) => body,
+                Ok(Some(Err(e))) if is_frame_too_large(&e) => {
+                    // The stream is out of sync after a refused header: say why, then close.
+                    warn!(error = %e, "frame over the size limit");
+                    let reply = Response::error(
+                        None,
+                        ErrorKind::BadRequest,
+                        format!("frame exceeds the maximum of {} bytes", limits.max_frame_len),
+                    );
+                    let _ = timeout(CLOSE_TIMEOUT, framed.send(reply.to_bytes())).await;
+                    break;
+                }
+                Ok(Some(Err(e))) => {
+                    debug!(error = %e, "connection read failed");
+                    break;
+                }
+            };
+            let (response, execution) = dispatch::handle(&shared, &caller, &body).await;
+            served += 1;
+            // Reply first, then execute: the controller learns the action was accepted
+            // before the machine starts going down. An accepted action runs even if the
+            // reply cannot be delivered (see `power`): it is already recorded, and a retry
+            // with the same id is answered from memory.
+            let sent = timeout(limits.idle_timeout, framed.send(response.to_bytes())).await;
+            if let Some(execution) = execution {
+                execution.start(&shared.power);
+            }
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!(error = %e, "reply could not be sent");
+                    break;
+                }
+                Err(_) => {
+                    debug!("reply write timed out");
+                    break;
+                }
+            }
+        }
+        let _ = timeout(CLOSE_TIMEOUT, framed.get_mut().shutdown()).await;
+        debug!(requests = served, "client disconnected");
+    }
+    .instrument(span)
+    .await;
+}

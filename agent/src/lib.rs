@@ -1,0 +1,32 @@
+//! `lightsout-agent`: the daemon on every lab machine.
+//!
+//! It listens on the LAN over mutual TLS and acts only on the closed set of requests in
+//! [`lightsout_protocol::Request`]: echo (a health check), shutdown, restart and cancel. Power
+//! requests run only when the agent is privileged, are answered *before* they are executed,
+//! and in dry-run mode are answered with the exact command line and never executed. Nothing a
+//! client sends reaches a shell: commands are argv vectors built by
+//! [`lightsout_protocol::power::plan`].
+//!
+//! # Layout
+//! - [`config`]: the validated [`Config`] and its [`Limits`].
+//! - [`listener`]: binding the listening socket (SO_REUSEADDR, dual-stack, deep backlog).
+//! - [`server`]: [`run`], the accept loop, connection cap and graceful shutdown.
+//! - [`connection`]: one client: handshake deadline, framed reads with an idle deadline.
+//! - [`dispatch`]: decodes a frame and routes it to its command; remembers power replies.
+//! - [`cmd`]: one module per request kind.
+//! - [`power`]: pending actions, the agent-side timer and running the command.
+//! - [`health`]: the health snapshot.
+//! - [`privilege`]: whether this process may power the machine off.
+
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod health;
+pub mod listener;
+pub mod power;
+pub mod privilege;
+pub mod server;
+
+pub use config::{Config, Limits};
+pub use server::run;

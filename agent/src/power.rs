@@ -1,0 +1,426 @@
+//! Power actions: the pending action, the agent-side timer, and running the command.
+//!
+//! Lifecycle of an accepted shutdown or restart:
+//! 1. [`PowerController::schedule`] checks privilege and limits, computes the argv with
+//!    [`lightsout_protocol::power::plan`] and records the action as pending.
+//! 2. The reply goes out.
+//! 3. [`Execution::start`] waits the agent-side part of the delay (under a minute), then runs
+//!    the command — the system's `shutdown`, or the configured stand-in.
+//!
+//! An accepted action runs even when its reply could not be delivered: by then it is recorded
+//! and logged, and the controller's retry (same request id) is answered with the original
+//! reply rather than executed again. Refusing it instead would make the outcome depend on a
+//! network accident the administrator cannot see.
+//!
+//! If the agent is stopped while it is still waiting the sub-minute part of a delay, it hands
+//! the action to the system at once, rounded *up* to the next whole minute: an accepted action
+//! is never silently dropped, and never happens earlier than announced.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lightsout_protocol::health::ActionRecord;
+use lightsout_protocol::power::{PowerPlan, cancel_argv, plan};
+use lightsout_protocol::response::CancelReply;
+use lightsout_protocol::{
+    ErrorBody, ErrorKind, Outcome, PendingAction, PowerAction, PowerParams, PowerReply, Response,
+    TargetOs,
+};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::dispatch::Caller;
+
+/// Longest a power command may run before it is considered hung and killed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Owns the pending action and runs power commands. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PowerController {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    os: TargetOs,
+    command: Option<PathBuf>,
+    dry_run: bool,
+    privileged: bool,
+    state: Mutex<State>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: Option<Pending>,
+    last: Option<ActionRecord>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    info: PendingAction,
+    /// Cancels the agent-side timer.
+    abort: CancellationToken,
+    /// Whether the system already has it (its command ran successfully).
+    handed_over: bool,
+}
+
+/// An accepted power action, to be started once its reply is on its way.
+#[derive(Debug)]
+#[must_use = "an accepted power action must be started"]
+pub struct Execution {
+    request_id: String,
+    action: PowerAction,
+    message: Option<String>,
+    plan: PowerPlan,
+    due_unix: u64,
+    abort: CancellationToken,
+    /// The action replaces one the system already has: cancel that one first.
+    cancel_first: bool,
+}
+
+/// An error reply carrying `body`.
+pub fn error_response(id: &str, body: ErrorBody) -> Response {
+    Response {
+        version: lightsout_protocol::PROTOCOL_VERSION,
+        id: Some(id.to_owned()),
+        outcome: Outcome::Error(body),
+    }
+}
+
+fn refuse(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
+    ErrorBody {
+        kind,
+        message: message.into(),
+        pending: None,
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl PowerController {
+    /// A controller for the OS, command and mode in `config`.
+    pub fn new(config: &Config, stop: CancellationToken, tasks: TaskTracker) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                os: config.target_os,
+                command: config.power_command.clone(),
+                dry_run: config.dry_run,
+                privileged: config.privileged,
+                state: Mutex::new(State::default()),
+                stop,
+                tasks,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_privileged(&self, what: &str) -> Result<(), ErrorBody> {
+        if self.inner.privileged {
+            return Ok(());
+        }
+        Err(refuse(
+            ErrorKind::NotPrivileged,
+            format!(
+                "{what} needs a privileged agent (root or elevated administrator); this agent runs as {}",
+                crate::privilege::describe()
+            ),
+        ))
+    }
+
+    /// The pending action and the last command's outcome, for the health snapshot.
+    pub fn status(&self) -> (Option<PendingAction>, Option<ActionRecord>) {
+        let mut state = self.state();
+        state.expire();
+        (
+            state.pending.as_ref().map(|p| p.info.clone()),
+            state.last.clone(),
+        )
+    }
+
+    /// Accepts a shutdown or restart, or rehearses it when `dry_run` or the agent is in
+    /// dry-run mode.
+    ///
+    /// # Errors
+    /// `not_privileged`, `bad_request` for a delay or message outside the limits, `busy`
+    /// when another action is pending and `params.replace` is not set.
+    pub fn schedule(
+        &self,
+        caller: &Caller,
+        id: &str,
+        action: PowerAction,
+        params: &PowerParams,
+        dry_run: bool,
+    ) -> Result<(PowerReply, Option<Execution>), ErrorBody> {
+        // Checked in dry-run too: a rehearsal must fail where the real thing would.
+        self.check_privileged(action.as_str())?;
+        params
+            .validate()
+            .map_err(|m| refuse(ErrorKind::BadRequest, m))?;
+        let plan = plan(
+            action,
+            params.delay_secs,
+            params.message.as_deref(),
+            self.inner.os,
+        );
+        let due_unix = now_unix() + params.delay_secs;
+        let dry_run = dry_run || self.inner.dry_run;
+        let reply = PowerReply {
+            action,
+            delay_secs: params.delay_secs,
+            message: params.message.clone(),
+            agent_wait_secs: plan.agent_wait_secs,
+            argv: plan.argv.clone(),
+            dry_run,
+            due_unix,
+        };
+        if dry_run {
+            info!(request_id = %id, %action, argv = ?plan.argv, "dry run: would execute");
+            return Ok((reply, None));
+        }
+
+        let mut state = self.state();
+        state.expire();
+        let mut cancel_first = false;
+        if let Some(pending) = &state.pending {
+            if !params.replace {
+                return Err(ErrorBody {
+                    kind: ErrorKind::Busy,
+                    message: format!(
+                        "a {} is already pending (request {}, by {}, due in {}s); send it again with replace to override",
+                        pending.info.action,
+                        pending.info.request_id,
+                        pending.info.requested_by,
+                        pending.info.due_unix.saturating_sub(now_unix()),
+                    ),
+                    pending: Some(pending.info.clone()),
+                });
+            }
+            info!(replaced = %pending.info.request_id, "replacing the pending action");
+            pending.abort.cancel();
+            cancel_first = pending.handed_over;
+        }
+        let abort = CancellationToken::new();
+        state.pending = Some(Pending {
+            info: PendingAction {
+                action,
+                request_id: id.to_owned(),
+                requested_by: caller.identity.name.clone(),
+                due_unix,
+                argv: plan.argv.clone(),
+            },
+            abort: abort.clone(),
+            handed_over: false,
+        });
+        info!(request_id = %id, %action, delay_secs = params.delay_secs, argv = ?plan.argv, "power action accepted");
+        Ok((
+            reply,
+            Some(Execution {
+                request_id: id.to_owned(),
+                action,
+                message: params.message.clone(),
+                plan,
+                due_unix,
+                abort,
+                cancel_first,
+            }),
+        ))
+    }
+
+    /// Cancels the pending action: stops the agent-side timer and runs the system's cancel
+    /// command. With nothing known to be pending, the system command still runs (an action
+    /// may have been scheduled before this agent started) and the reply says so.
+    ///
+    /// # Errors
+    /// `not_privileged`.
+    pub async fn cancel(
+        &self,
+        _caller: &Caller,
+        id: &str,
+        dry_run: bool,
+    ) -> Result<CancelReply, ErrorBody> {
+        self.check_privileged("cancel")?;
+        let argv = cancel_argv(self.inner.os);
+        if dry_run || self.inner.dry_run {
+            let (pending, _) = self.status();
+            info!(request_id = %id, argv = ?argv, "dry run: would cancel");
+            return Ok(CancelReply {
+                argv,
+                dry_run: true,
+                cancelled: pending,
+                exit_code: None,
+            });
+        }
+        let taken = {
+            let mut state = self.state();
+            state.expire();
+            state.pending.take()
+        };
+        let run_system_cancel = match &taken {
+            Some(p) => {
+                p.abort.cancel();
+                p.handed_over
+            }
+            None => true,
+        };
+        let exit_code = if run_system_cancel {
+            let record = self.run_command(id, &argv).await;
+            if let Some(err) = &record.error {
+                if taken.is_some() {
+                    // The system had the action and refused to drop it: report failure.
+                    return Err(refuse(
+                        ErrorKind::Internal,
+                        format!("cancel command failed: {err}"),
+                    ));
+                }
+            }
+            record.exit_code
+        } else {
+            None
+        };
+        info!(request_id = %id, cancelled = ?taken.as_ref().map(|p| &p.info.request_id), "cancel done");
+        Ok(CancelReply {
+            argv,
+            dry_run: false,
+            cancelled: taken.map(|p| p.info),
+            exit_code,
+        })
+    }
+
+    /// Runs `argv` (with the stand-in as program when configured) and records how it ended.
+    async fn run_command(&self, request_id: &str, argv: &[String]) -> ActionRecord {
+        let program = self
+            .inner
+            .command
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&argv[0]));
+        info!(request_id, program = %program.display(), argv = ?argv, "running power command");
+        let mut cmd = Command::new(&program);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let (exit_code, error) = match cmd.spawn() {
+            Err(e) => (None, Some(format!("cannot run {}: {e}", program.display()))),
+            Ok(child) => {
+                match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
+                    Err(_) => (
+                        None,
+                        Some(format!(
+                            "{} did not finish within {}s",
+                            program.display(),
+                            COMMAND_TIMEOUT.as_secs()
+                        )),
+                    ),
+                    Ok(Err(e)) => (
+                        None,
+                        Some(format!("waiting for {} failed: {e}", program.display())),
+                    ),
+                    Ok(Ok(out)) if out.status.success() => (out.status.code(), None),
+                    Ok(Ok(out)) => {
+                        let stderr = String::from_utf8_lossy(&out.stderr);
+                        let stderr: String = stderr.trim().chars().take(300).collect();
+                        (
+                            out.status.code(),
+                            Some(format!(
+                                "{} failed ({}): {stderr}",
+                                program.display(),
+                                out.status
+                            )),
+                        )
+                    }
+                }
+            }
+        };
+        match &error {
+            None => info!(request_id, ?exit_code, "power command succeeded"),
+            Some(e) => error!(request_id, ?exit_code, error = %e, "power command failed"),
+        }
+        ActionRecord {
+            request_id: request_id.to_owned(),
+            argv: argv.to_vec(),
+            exit_code,
+            error,
+            finished_unix: now_unix(),
+        }
+    }
+}
+
+impl State {
+    /// Forgets an action the system already carried out (its due time is past). With a
+    /// stand-in command the machine never goes down, so without this it would stay pending.
+    fn expire(&mut self) {
+        if let Some(p) = &self.pending {
+            if p.handed_over && p.info.due_unix + 5 < now_unix() {
+                self.pending = None;
+            }
+        }
+    }
+}
+
+impl Execution {
+    /// Starts the action in the background: wait the agent-side part of the delay, then run
+    /// the command. Tracked, so a stopping agent waits for it.
+    pub fn start(self, power: &PowerController) {
+        let power = power.clone();
+        power
+            .inner
+            .tasks
+            .clone()
+            .spawn(async move { self.execute(power).await });
+    }
+
+    async fn execute(self, power: PowerController) {
+        let wait = Duration::from_secs(self.plan.agent_wait_secs);
+        let argv = tokio::select! {
+            biased;
+            () = self.abort.cancelled() => {
+                info!(request_id = %self.request_id, "pending action cancelled before it reached the system");
+                return;
+            }
+            () = tokio::time::sleep(wait) => self.plan.argv.clone(),
+            () = power.inner.stop.cancelled() => {
+                let remaining = self.due_unix.saturating_sub(now_unix());
+                let rounded = remaining.div_ceil(60) * 60;
+                warn!(request_id = %self.request_id, remaining, handed_over_in = rounded,
+                      "agent stopping: handing the pending action to the system now, rounded up to whole minutes");
+                plan(self.action, rounded, self.message.as_deref(), power.inner.os).argv
+            }
+        };
+        if self.cancel_first {
+            let cancel = cancel_argv(power.inner.os);
+            let _ = power.run_command(&self.request_id, &cancel).await;
+        }
+        let record = power.run_command(&self.request_id, &argv).await;
+        let mut state = power.state();
+        if let Some(p) = state
+            .pending
+            .as_mut()
+            .filter(|p| p.info.request_id == self.request_id)
+        {
+            if record.error.is_some() {
+                state.pending = None;
+            } else {
+                p.handed_over = true;
+            }
+        }
+        state.last = Some(record);
+    }
+}

@@ -1,0 +1,117 @@
+//! The accept loop: connection cap, graceful shutdown.
+//!
+//! [`run`] takes an already bound listener and a stop future, so `main` stays thin and tests
+//! start agents in-process on `127.0.0.1:0` with no sleeps and no port races.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::dispatch::RecentReplies;
+use crate::health::HealthProbe;
+use crate::power::PowerController;
+
+/// State shared by every connection of one agent.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// TLS acceptor built from `config.tls`.
+    pub acceptor: TlsAcceptor,
+    /// Pending power actions and their execution.
+    pub power: PowerController,
+    /// Health snapshots.
+    pub health: HealthProbe,
+    /// Replies to recent power requests, for at-most-once execution.
+    pub replies: RecentReplies,
+    /// Cancelled when the agent stops.
+    pub stop: CancellationToken,
+    /// Every task the agent spawned (connections, power timers), awaited on stop.
+    pub tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight
+/// requests finish and reply (within `limits.shutdown_grace`), and returns.
+///
+/// Errors on individual connections are logged and never end the loop.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let shared = Arc::new(Shared {
+        acceptor: TlsAcceptor::from(config.tls.clone()),
+        power: PowerController::new(&config, stop.clone(), tasks.clone()),
+        health: HealthProbe::new(),
+        replies: RecentReplies::default(),
+        stop: stop.clone(),
+        tasks: tasks.clone(),
+        config,
+    });
+    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    info!(
+        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        dry_run = shared.config.dry_run,
+        privileged = shared.config.privileged,
+        "agent listening"
+    );
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        // Closing at once is the cheapest possible answer and leaves the
+                        // connections already admitted untouched.
+                        warn!(%peer, limit = shared.config.limits.max_connections,
+                              "connection limit reached, closing new connection");
+                        drop(stream);
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    tasks.spawn(async move {
+                        crate::connection::serve(stream, peer, shared).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Typically EMFILE/ENFILE: back off instead of spinning; the error is
+                    // about this accept, not the listener.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+
+    info!("stopping: no new connections, finishing in-flight requests");
+    drop(listener);
+    stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(shared.config.limits.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            grace_secs = shared.config.limits.shutdown_grace.as_secs(),
+            "some connections did not finish in time"
+        );
+    }
+    info!("agent stopped");
+}

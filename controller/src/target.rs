@@ -1,0 +1,161 @@
+//! What the administrator types to name a machine.
+
+use lightsout_protocol::DEFAULT_PORT;
+
+/// One host to reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl Target {
+    /// Parses `host`, `host:port`, an IPv6 address, or `[v6]:port`; `default_port` applies
+    /// when none is given.
+    ///
+    /// # Errors
+    /// A readable reason: empty host, bad port.
+    pub fn parse(s: &str, default_port: u16) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty target".into());
+        }
+        // [v6] or [v6]:port
+        if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?}: missing ']'"))?;
+            let port = match after {
+                "" => default_port,
+                p => parse_port(
+                    s,
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("{s:?}: expected ':' after ']'"))?,
+                )?,
+            };
+            return Ok(Self {
+                host: host.to_owned(),
+                port,
+            });
+        }
+        // A bare IPv6 address has several colons.
+        if s.matches(':').count() > 1 {
+            return match s.parse::<std::net::Ipv6Addr>() {
+                Ok(_) => Ok(Self {
+                    host: s.to_owned(),
+                    port: default_port,
+                }),
+                Err(_) => Err(format!(
+                    "{s:?}: not a host, host:port or IPv6 address (write [v6]:port)"
+                )),
+            };
+        }
+        match s.split_once(':') {
+            Some((host, port)) if !host.is_empty() => Ok(Self {
+                host: host.to_owned(),
+                port: parse_port(s, port)?,
+            }),
+            Some(_) => Err(format!("{s:?}: missing host")),
+            None => Ok(Self {
+                host: s.to_owned(),
+                port: default_port,
+            }),
+        }
+    }
+
+    /// Parses with the protocol's default port.
+    ///
+    /// # Errors
+    /// See [`Target::parse`].
+    pub fn parse_default(s: &str) -> Result<Self, String> {
+        Self::parse(s, DEFAULT_PORT)
+    }
+}
+
+fn parse_port(whole: &str, p: &str) -> Result<u16, String> {
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{whole:?}: port must be 1-65535")),
+        Ok(port) => Ok(port),
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        let t = |s| Target::parse(s, 7474).unwrap();
+        assert_eq!(
+            t("lab-01"),
+            Target {
+                host: "lab-01".into(),
+                port: 7474
+            }
+        );
+        assert_eq!(
+            t("lab-01:9000"),
+            Target {
+                host: "lab-01".into(),
+                port: 9000
+            }
+        );
+        assert_eq!(
+            t("10.0.0.5"),
+            Target {
+                host: "10.0.0.5".into(),
+                port: 7474
+            }
+        );
+        assert_eq!(
+            t("::1"),
+            Target {
+                host: "::1".into(),
+                port: 7474
+            }
+        );
+        assert_eq!(
+            t("[::1]:80"),
+            Target {
+                host: "::1".into(),
+                port: 80
+            }
+        );
+        assert_eq!(
+            t("[fe80::1]"),
+            Target {
+                host: "fe80::1".into(),
+                port: 7474
+            }
+        );
+        assert_eq!(t("[::1]:80").to_string(), "[::1]:80");
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            "",
+            "host:",
+            "host:0",
+            "host:70000",
+            ":80",
+            "[::1",
+            "[::1]x",
+            "a:b:c",
+        ] {
+            assert!(Target::parse(bad, 7474).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Certificates for lightsout: where they live, how they are made, and the TLS configurations
+//! built from them.
+//!
+//! Every agent and controller authenticates the other with certificates issued by one lab CA
+//! (mutual TLS). On a single machine the quickstart needs no manual step: the first run of
+//! either binary creates the CA and a certificate for each side in the home directory.
+//!
+//! # Layout
+//! - [`home`]: the home directory and the well-known file names in it.
+//! - [`ca`]: creating the CA, issuing agent and controller certificates, the first-run setup.
+//! - [`load`]: reading PEM certificates and keys.
+//! - [`tls`]: rustls server and client configurations (TLS 1.3, ring) and peer identities.
+
+pub mod ca;
+pub mod home;
+pub mod load;
+pub mod tls;
+
+pub use ca::{Ca, CertKind, IssueOptions, Issued};
+pub use home::Home;
+pub use tls::{Identity, TlsFiles};
+
+/// Everything that can go wrong with certificates, with the file concerned where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was expected and not found.
+        what: String,
+    },
+    /// Certificate generation failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the certificates or keys.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The client verifier could not be built (e.g. an empty CA file).
+    #[error("TLS client verification: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// No home directory could be determined.
+    #[error("no home directory: set LIGHTSOUT_HOME or pass --home")]
+    NoHome,
+    /// Another process holds the first-run lock for too long.
+    #[error("{0}: another lightsout process is creating the CA; remove the lock if it is stale")]
+    Locked(std::path::PathBuf),
+    /// A name or address is not valid for a certificate.
+    #[error("invalid certificate name {0:?}")]
+    BadName(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = PkiError> = std::result::Result<T, E>;

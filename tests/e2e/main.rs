@@ -1,0 +1,5 @@
+//! End-to-end tests: one test binary, one module per area.
+
+#![allow(clippy::unwrap_used)]
+
+mod smoke;

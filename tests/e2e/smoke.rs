@@ -1,0 +1,24 @@
+//! The quickstart path: a dry-run agent and the controller talking to it.
+
+use lightsout_tests::{AgentProcess, Lab};
+
+#[test]
+fn echo_against_a_dry_run_agent() {
+    let lab = Lab::new();
+    let agent = AgentProcess::start(&lab, &["--dry-run"]);
+    let out = lab
+        .controller_cmd()
+        .args(["--json", "echo", &agent.target(), "--payload", "hello"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let host = &doc["results"][0];
+    assert_eq!(host["ok"], true);
+    assert_eq!(host["response"]["payload"], "hello");
+    assert_eq!(host["response"]["health"]["dry_run"], true);
+}
