@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use lightsout_protocol::TargetOs;
 
+use crate::access::{Access, AccessState};
+use crate::audit::AuditLog;
+
 /// Resource limits. Each bounds what one client, or many, can cost the agent.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -40,8 +43,11 @@ impl Default for Limits {
 /// Everything the agent needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// TLS server configuration (client certificates required).
-    pub tls: Arc<rustls::ServerConfig>,
+    /// TLS configuration, policy and revocations; reloadable.
+    pub access: Arc<Access>,
+    /// The audit log; `None` disables auditing (in-process tests only: the binary always
+    /// has one).
+    pub audit: Option<Arc<AuditLog>>,
     /// Rehearse every power action: answer with the argv and execute nothing.
     pub dry_run: bool,
     /// Whether power actions are permitted (root / elevated administrator).
@@ -56,10 +62,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with the running OS, the real privilege probe and default limits.
+    /// A configuration with the running OS, the real privilege probe, default limits, the
+    /// built-in policy and no audit log.
     pub fn new(tls: Arc<rustls::ServerConfig>) -> Self {
         Self {
-            tls,
+            access: Arc::new(Access::fixed(AccessState::new(tls))),
+            audit: None,
             dry_run: false,
             privileged: crate::privilege::is_privileged(),
             power_command: None,

@@ -14,6 +14,7 @@ use lightsout_protocol::{ErrorKind, FrameCodec, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -28,10 +29,20 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // Small request/response frames would otherwise meet Nagle + delayed ACK (~40 ms).
     let _ = stream.set_nodelay(true);
     let limits = shared.config.limits.clone();
-    let tls = match timeout(limits.handshake_timeout, shared.acceptor.accept(stream)).await {
+    // The acceptor comes from the current access state, so a reloaded CRL applies to every
+    // handshake that starts after the reload.
+    let acceptor = TlsAcceptor::from(shared.config.access.current().tls.clone());
+    let tls = match timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            info!(%peer, error = %e, "TLS handshake rejected");
+            let reason = format!("TLS handshake rejected: {e}");
+            let logged = match &shared.config.audit {
+                Some(audit) => audit.handshake_rejected(peer, &reason),
+                None => true,
+            };
+            if logged {
+                info!(%peer, error = %e, "TLS handshake rejected");
+            }
             return;
         }
         Err(_) => {
@@ -79,6 +90,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     break;
                 }
             };
+            if shared.config.access.current().is_revoked(&caller.identity) {
+                // Revoked after this connection was opened (CRL reloaded): no more requests.
+                warn!("certificate revoked since the connection opened: closing");
+                let reply = Response::error(None, ErrorKind::NotAllowed, "your certificate has been revoked");
+                let _ = timeout(CLOSE_TIMEOUT, framed.send(reply.to_bytes())).await;
+                break;
+            }
             let (response, execution) = dispatch::handle(&shared, &caller, &body).await;
             served += 1;
             // Reply first, then execute: the controller learns the action was accepted

@@ -7,8 +7,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lightsout_pki::Identity;
-use lightsout_protocol::{Outcome, Request, RequestEnvelope, Response};
-use tracing::{info, warn};
+use lightsout_protocol::{ErrorKind, Outcome, Request, RequestEnvelope, Response};
+use tracing::{error, info, warn};
+
+use crate::audit::{AuditEntry, now_rfc3339};
 
 use crate::cmd;
 use crate::power::Execution;
@@ -23,49 +25,110 @@ pub struct Caller {
     pub identity: Identity,
 }
 
-/// Decodes `body` and carries out the request. Returns the reply and, for an accepted power
-/// action, the execution to start once the reply is on its way.
+/// Decodes `body`, checks the policy, carries out the request and audits it. Returns the
+/// reply and, for an accepted power action, the execution to start once the reply is on its
+/// way.
 ///
-/// Never fails: a bad frame becomes an error reply and the connection stays usable.
+/// Never fails: a bad frame or a refusal becomes an error reply and the connection stays
+/// usable.
 pub async fn handle(
     shared: &Shared,
     caller: &Caller,
     body: &[u8],
 ) -> (Response, Option<Execution>) {
     let started = Instant::now();
+    let mut audit = AuditEntry {
+        ts: now_rfc3339(),
+        event: "request".into(),
+        request_id: None,
+        peer: caller.peer.to_string(),
+        identity: Some(caller.identity.name.clone()),
+        fingerprint: Some(caller.identity.fingerprint.clone()),
+        role: caller.identity.role.clone(),
+        kind: None,
+        args: None,
+        dry_run: shared.config.dry_run,
+        decision: "refused".into(),
+        reason: None,
+        outcome: String::new(),
+        duration_us: 0,
+    };
     let envelope = match RequestEnvelope::decode(body) {
         Ok(envelope) => envelope,
         Err(e) => {
             warn!(error = %e, kind = %e.kind(), "refused undecodable request");
-            return (
-                Response::error(e.id().map(str::to_owned), e.kind(), e.to_string()),
-                None,
-            );
+            let response = Response::error(e.id().map(str::to_owned), e.kind(), e.to_string());
+            audit.request_id = e.id().map(str::to_owned);
+            audit.reason = Some(e.to_string());
+            finish(shared, audit, &response, started);
+            return (response, None);
         }
     };
     let id = envelope.id.clone();
     let kind = envelope.request.kind();
     let dry_run = envelope.dry_run;
+    audit.request_id = Some(id.clone());
+    audit.kind = Some(kind.to_owned());
+    audit.args = serde_json::to_value(&envelope.request).ok();
+    audit.dry_run = dry_run || shared.config.dry_run;
+
+    if let Err(reason) = shared.config.access.current().policy.authorize(&caller.identity, kind) {
+        warn!(request_id = %id, kind, %reason, "request not allowed");
+        let response = Response::error(Some(id), ErrorKind::NotAllowed, reason.clone());
+        audit.reason = Some(reason);
+        finish(shared, audit, &response, started);
+        return (response, None);
+    }
+    audit.decision = "allowed".into();
+
     let is_power = !matches!(envelope.request, Request::Echo { .. });
     let key = (caller.identity.fingerprint.clone(), id.clone());
-
     if is_power {
         if let Some(previous) = shared.replies.get(&key) {
             info!(request_id = %id, kind, "duplicate request id: answering from memory, not executing again");
+            audit.reason = Some("duplicate request id: original reply returned, not executed again".into());
+            finish(shared, audit, &previous, started);
             return (previous, None);
         }
     }
 
-    let (response, execution) = match envelope.request {
+    let (mut response, mut execution) = match envelope.request {
         Request::Echo { payload } => (cmd::echo::run(shared, &id, payload), None),
         Request::Shutdown(params) => cmd::shutdown::run(shared, caller, &id, &params, dry_run),
         Request::Restart(params) => cmd::restart::run(shared, caller, &id, &params, dry_run),
         Request::Cancel => (cmd::cancel::run(shared, caller, &id, dry_run).await, None),
     };
+
+    if let Some(accepted) = execution.take() {
+        // Fail closed: a power action runs only once its audit line is on disk.
+        audit.outcome = "ok".into();
+        audit.duration_us = micros(started);
+        let durable = match &shared.config.audit {
+            Some(log) => log.write(&audit, true).map_err(|e| format!("{}: {e}", log.path().display())),
+            None => Ok(()),
+        };
+        match durable {
+            Ok(()) => execution = Some(accepted),
+            Err(e) => {
+                error!(request_id = %id, kind, error = %e, "audit log cannot be written: refusing the power action");
+                shared.power.abandon(accepted);
+                response = Response::error(
+                    Some(id.clone()),
+                    ErrorKind::Internal,
+                    format!("the audit log cannot be written ({e}); power actions fail closed"),
+                );
+                audit.decision = "refused".into();
+                audit.reason = Some(format!("audit log cannot be written: {e}"));
+                finish(shared, audit, &response, started);
+            }
+        }
+    } else {
+        finish(shared, audit, &response, started);
+    }
     if is_power {
         shared.replies.insert(key, response.clone());
     }
-    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let elapsed_us = micros(started);
     match &response.outcome {
         Outcome::Ok(_) => info!(request_id = %id, kind, dry_run, elapsed_us, "request ok"),
         Outcome::Error(e) => {
@@ -73,6 +136,26 @@ pub async fn handle(
         }
     }
     (response, execution)
+}
+
+fn micros(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Completes and writes a best-effort audit line for `response`.
+fn finish(shared: &Shared, mut audit: AuditEntry, response: &Response, started: Instant) {
+    let Some(log) = &shared.config.audit else { return };
+    audit.outcome = match &response.outcome {
+        Outcome::Ok(_) => "ok".into(),
+        Outcome::Error(e) => {
+            if audit.reason.is_none() {
+                audit.reason = Some(e.message.clone());
+            }
+            e.kind.as_str().into()
+        }
+    };
+    audit.duration_us = micros(started);
+    log.write_best_effort(&audit);
 }
 
 /// How long a power reply is remembered (a controller retry comes within seconds; a window

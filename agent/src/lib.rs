@@ -9,6 +9,10 @@
 //!
 //! # Layout
 //! - [`config`]: the validated [`Config`] and its [`Limits`].
+//! - [`access`]: TLS config, policy and revocations, swapped as a whole on SIGHUP.
+//! - [`policy`]: roles and per-agent narrowing: who may do what.
+//! - [`audit`]: one JSON line per request; power actions fail closed without it.
+//! - [`settings`]: the TOML configuration file.
 //! - [`listener`]: binding the listening socket (SO_REUSEADDR, dual-stack, deep backlog).
 //! - [`server`]: [`run`], the accept loop, connection cap and graceful shutdown.
 //! - [`connection`]: one client: handshake deadline, framed reads with an idle deadline.
@@ -18,15 +22,19 @@
 //! - [`health`]: the health snapshot.
 //! - [`privilege`]: whether this process may power the machine off.
 
+pub mod access;
+pub mod audit;
 pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod health;
 pub mod listener;
+pub mod policy;
 pub mod power;
 pub mod privilege;
 pub mod server;
+pub mod settings;
 
 pub use config::{Config, Limits};
 pub use server::run;

@@ -1,11 +1,17 @@
-//! `lightsout-agent`: command line, validated configuration, then [`lightsout_agent::run`].
+//! `lightsout-agent`: command line + configuration file → validated [`Config`], then
+//! [`lightsout_agent::run`]. SIGHUP reloads the CRL and policy; SIGTERM/Ctrl-C stop gracefully.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use lightsout_agent::access::{Access, AccessSources};
+use lightsout_agent::audit::{self, AuditLog};
+use lightsout_agent::policy::PolicyFile;
+use lightsout_agent::settings::FileSettings;
 use lightsout_agent::{Config, Limits, listener};
 use lightsout_pki::{Home, TlsFiles};
 use lightsout_protocol::DEFAULT_PORT;
@@ -15,14 +21,27 @@ use lightsout_protocol::DEFAULT_PORT;
 #[derive(Debug, Parser)]
 #[command(name = "lightsout-agent", version, about, long_about = None)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
+
+    /// Configuration file (TOML; see agent.example.toml). Command-line options and
+    /// environment variables override it.
+    #[arg(long, global = true, env = "LIGHTSOUT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Validate the configuration (file, certificates, CRL, policy) and exit: 0 if usable,
+    /// 2 with a precise message if not.
+    #[arg(long)]
+    check_config: bool,
+
     /// Address to listen on: ADDR:PORT, ADDR (default port) or PORT. `[::]` listens on all
-    /// interfaces, IPv4 and IPv6.
-    #[arg(long, env = "LIGHTSOUT_LISTEN", default_value_t = format!("[::]:{DEFAULT_PORT}"))]
-    listen: String,
+    /// interfaces, IPv4 and IPv6 [default: [::]:7474].
+    #[arg(long, env = "LIGHTSOUT_LISTEN")]
+    listen: Option<String>,
 
     /// Home directory holding the certificates [default: $LIGHTSOUT_HOME, else
     /// ~/.config/lightsout]. Created, with a new CA, on first use.
-    #[arg(long, env = "LIGHTSOUT_HOME")]
+    #[arg(long, global = true, env = "LIGHTSOUT_HOME")]
     home: Option<PathBuf>,
 
     /// CA certificate controllers must chain to [default: HOME/ca.pem].
@@ -34,6 +53,13 @@ struct Args {
     /// This agent's private key [default: HOME/agent-key.pem].
     #[arg(long, requires_all = ["ca", "cert"])]
     key: Option<PathBuf>,
+    /// Certificate revocation list [default: HOME/crl.pem if it exists]. Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    crl: Option<PathBuf>,
+
+    /// Audit log, one JSON line per request [default: HOME/audit.jsonl].
+    #[arg(long, global = true, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
 
     /// Rehearse: answer every power request with the exact command line, execute nothing.
     #[arg(long)]
@@ -44,15 +70,35 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     power_command: Option<PathBuf>,
 
-    /// Most connections served at once; more are closed immediately.
-    #[arg(long, default_value_t = Limits::default().max_connections)]
-    max_connections: usize,
-    /// Seconds a client has to complete the TLS handshake.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().handshake_timeout.as_secs())]
-    handshake_timeout: u64,
-    /// Seconds a connection may stay silent between requests.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
-    idle_timeout: u64,
+    /// Most connections served at once; more are closed immediately [default: 512].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds a client has to complete the TLS handshake [default: 10].
+    #[arg(long, value_name = "SECS")]
+    handshake_timeout: Option<u64>,
+    /// Seconds a connection may stay silent between requests [default: 30].
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print the most recent entries, oldest first.
+    Tail {
+        /// How many entries.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Print the raw JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
@@ -65,41 +111,99 @@ fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
     }
-    bail!("--listen {s:?}: expected ADDR:PORT, ADDR or PORT (e.g. 0.0.0.0:{DEFAULT_PORT})")
+    bail!("listen address {s:?} (--listen, or `listen` in the config file): expected ADDR:PORT, ADDR or PORT (e.g. 0.0.0.0:{DEFAULT_PORT})")
 }
 
-fn config(args: &Args) -> anyhow::Result<Config> {
-    let files = match (&args.ca, &args.cert, &args.key) {
-        (Some(ca), Some(cert), Some(key)) => TlsFiles {
-            ca: ca.clone(),
-            cert: cert.clone(),
-            key: key.clone(),
+/// Everything decided from the command line, environment and file, before any I/O.
+struct Resolved {
+    listen: SocketAddr,
+    default_listen: bool,
+    home: Home,
+    config: Config,
+    access: Arc<Access>,
+    audit: Arc<AuditLog>,
+}
+
+fn file_settings(args: &Args) -> anyhow::Result<FileSettings> {
+    match &args.config {
+        Some(path) => Ok(FileSettings::load(path)?),
+        None => Ok(FileSettings::default()),
+    }
+}
+
+fn resolve_home(args: &Args, file: &FileSettings) -> anyhow::Result<Home> {
+    Ok(Home::resolve(args.home.as_deref().or(file.home.as_deref()))?)
+}
+
+fn audit_path(args: &Args, file: &FileSettings, home: &Home) -> PathBuf {
+    args.audit_log
+        .clone()
+        .or_else(|| file.audit.path.clone())
+        .unwrap_or_else(|| home.dir().join("audit.jsonl"))
+}
+
+fn resolve(args: &Args) -> anyhow::Result<Resolved> {
+    let file = file_settings(args)?;
+    let home = resolve_home(args, &file)?;
+    let tls = match (&args.ca, &args.cert, &args.key, &file.tls) {
+        (Some(ca), Some(cert), Some(key), _) => TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() },
+        (_, _, _, t) if t.ca.is_some() => TlsFiles {
+            ca: t.ca.clone().unwrap_or_default(),
+            cert: t.cert.clone().unwrap_or_default(),
+            key: t.key.clone().unwrap_or_default(),
         },
         _ => {
-            let home = Home::resolve(args.home.as_deref())?;
-            lightsout_pki::ca::ensure_local(&home).with_context(|| {
-                format!("failed to set up certificates in {}", home.dir().display())
-            })?;
+            lightsout_pki::ca::ensure_local(&home)
+                .with_context(|| format!("failed to set up certificates in {}", home.dir().display()))?;
             TlsFiles::agent(&home)
         }
     };
-    let tls = lightsout_pki::tls::server_config(&files)
-        .context("failed to load the agent's TLS files")?;
-    if let Some(cmd) = &args.power_command {
+    let explicit_crl = args.crl.clone().or_else(|| file.tls.crl.clone());
+    let crl_required = explicit_crl.is_some();
+    let crl = Some(explicit_crl.unwrap_or_else(|| home.crl()));
+    let config_path = args.config.clone();
+    let policy_loader: Arc<dyn Fn() -> Result<PolicyFile, String> + Send + Sync> = Arc::new(move || match &config_path {
+        Some(path) => FileSettings::load(path).map(|f| f.policy).map_err(|e| e.to_string()),
+        None => Ok(PolicyFile::default()),
+    });
+    let access = Arc::new(
+        Access::from_sources(AccessSources { tls, crl, crl_required, policy: policy_loader })
+            .map_err(anyhow::Error::msg)
+            .context("failed to load the agent's TLS files, CRL or policy")?,
+    );
+    let power_command = args.power_command.clone().or_else(|| file.power_command.clone());
+    if let Some(cmd) = &power_command {
         if !cmd.is_file() {
-            bail!("--power-command {}: no such file", cmd.display());
+            bail!("power command {}: no such file", cmd.display());
         }
     }
-    let mut config = Config::new(tls);
-    config.dry_run = args.dry_run;
-    config.power_command = args.power_command.clone();
-    config.limits = Limits {
-        max_connections: args.max_connections.max(1),
-        handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-        ..Limits::default()
+    let audit = Arc::new(AuditLog::new(audit_path(args, &file, &home)));
+    let defaults = Limits::default();
+    let secs = |cli: Option<u64>, file: Option<u64>, default: Duration| {
+        cli.or(file).map_or(default, |s| Duration::from_secs(s.max(1)))
     };
-    Ok(config)
+    let limits = Limits {
+        max_connections: args.max_connections.or(file.limits.max_connections).unwrap_or(defaults.max_connections).max(1),
+        handshake_timeout: secs(args.handshake_timeout, file.limits.handshake_timeout_secs, defaults.handshake_timeout),
+        idle_timeout: secs(args.idle_timeout, file.limits.idle_timeout_secs, defaults.idle_timeout),
+        max_frame_len: file.limits.max_frame_bytes.unwrap_or(defaults.max_frame_len),
+        max_echo_payload: file.limits.max_echo_payload_bytes.unwrap_or(defaults.max_echo_payload),
+        shutdown_grace: secs(None, file.limits.shutdown_grace_secs, defaults.shutdown_grace),
+    };
+    let listen_text = args.listen.clone().or_else(|| file.listen.clone());
+    let default_listen = listen_text.is_none();
+    let listen = match &listen_text {
+        Some(text) => parse_listen(text)?,
+        None => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)),
+    };
+    let tls_config = access.current().tls.clone();
+    let mut config = Config::new(tls_config);
+    config.access = access.clone();
+    config.audit = Some(audit.clone());
+    config.dry_run = args.dry_run || file.dry_run.unwrap_or(false);
+    config.power_command = power_command;
+    config.limits = limits;
+    Ok(Resolved { listen, default_listen, home, config, access, audit })
 }
 
 async fn stop_signal() {
@@ -125,20 +229,69 @@ async fn stop_signal() {
     }
 }
 
-async fn main_async(args: Args) -> anyhow::Result<()> {
-    let config = config(&args)?;
-    let addr = parse_listen(&args.listen)?;
-    let default_listen = args.listen == format!("[::]:{DEFAULT_PORT}");
+/// Reloads the CRL and policy and reopens the audit log on every SIGHUP.
+#[cfg(unix)]
+fn spawn_reloader(access: Arc<Access>, audit: Arc<AuditLog>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload by restarting the agent");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            audit.reopen();
+            match access.reload() {
+                Ok(()) => tracing::info!("SIGHUP: reloaded the CRL and policy"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed, the previous CRL and policy stay in force"),
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_reloader(_access: Arc<Access>, _audit: Arc<AuditLog>) {}
+
+async fn serve(resolved: Resolved) -> anyhow::Result<()> {
+    let Resolved { listen, default_listen, home, config, access, audit } = resolved;
     let listener = if default_listen {
-        listener::bind_any(addr.port())
+        listener::bind_any(listen.port())
     } else {
-        listener::bind(addr)
+        listener::bind(listen)
     }
-    .with_context(|| format!("failed to listen on {addr}"))?;
+    .with_context(|| format!("failed to listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    tracing::info!(home = %home.dir().display(), audit = %audit.path().display(), "starting");
+    spawn_reloader(access, audit);
     // One line on stdout for scripts and tests that started us on port 0.
     println!("listening on {bound}");
     lightsout_agent::run(listener, config, stop_signal()).await;
+    Ok(())
+}
+
+fn audit_tail(args: &Args, lines: usize, json: bool) -> anyhow::Result<()> {
+    let file = file_settings(args)?;
+    let home = resolve_home(args, &file)?;
+    let path = audit_path(args, &file, &home);
+    let entries = audit::tail(&path, lines).with_context(|| format!("cannot read the audit log {}", path.display()))?;
+    for entry in entries {
+        match entry {
+            Ok(e) if json => println!("{}", serde_json::to_string(&e).unwrap_or_default()),
+            Ok(e) => println!("{}", audit::format_entry(&e)),
+            Err(bad) => println!("!! {}", bad.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>()),
+        }
+    }
+    Ok(())
+}
+
+fn check_config(args: &Args) -> anyhow::Result<()> {
+    let resolved = resolve(args)?;
+    let state = resolved.access.current();
+    println!("configuration OK");
+    println!("  listen: {}", resolved.listen);
+    println!("  home: {}", resolved.home.dir().display());
+    println!("  audit log: {}", resolved.audit.path().display());
+    println!("  dry run: {}", resolved.config.dry_run);
+    println!("  revoked certificates in CRL: {}", state.revoked.len());
     Ok(())
 }
 
@@ -152,17 +305,18 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("lightsout-agent: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let result = match &args.command {
+        Some(AgentCommand::Audit(AuditCommand::Tail { lines, json })) => audit_tail(&args, *lines, *json),
+        None if args.check_config => check_config(&args),
+        None => resolve(&args).and_then(|resolved| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            runtime.block_on(serve(resolved))
+        }),
     };
-    match runtime.block_on(main_async(args)) {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lightsout-agent: error: {e:#}");
@@ -170,3 +324,4 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+

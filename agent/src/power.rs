@@ -243,6 +243,16 @@ impl PowerController {
         ))
     }
 
+    /// Drops an accepted action that must not run after all (its audit line could not be
+    /// written): it is no longer pending and its timer never fires.
+    pub fn abandon(&self, execution: Execution) {
+        execution.abort.cancel();
+        let mut state = self.state();
+        if state.pending.as_ref().is_some_and(|p| p.info.request_id == execution.request_id) {
+            state.pending = None;
+        }
+    }
+
     /// Cancels the pending action: stops the agent-side timer and runs the system's cancel
     /// command. With nothing known to be pending, the system command still runs (an action
     /// may have been scheduled before this agent started) and the reply says so.

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -23,8 +22,6 @@ use crate::power::PowerController;
 pub struct Shared {
     /// The validated configuration.
     pub config: Config,
-    /// TLS acceptor built from `config.tls`.
-    pub acceptor: TlsAcceptor,
     /// Pending power actions and their execution.
     pub power: PowerController,
     /// Health snapshots.
@@ -53,7 +50,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let shared = Arc::new(Shared {
-        acceptor: TlsAcceptor::from(config.tls.clone()),
         power: PowerController::new(&config, stop.clone(), tasks.clone()),
         health: HealthProbe::new(),
         replies: RecentReplies::default(),

@@ -39,6 +39,10 @@ struct Global {
     /// Our private key [default: HOME/controller-key.pem].
     #[arg(long, global = true)]
     key: Option<PathBuf>,
+    /// Revocation list: refuse agents whose certificate it lists [default: HOME/crl.pem if
+    /// it exists].
+    #[arg(long, global = true, value_name = "FILE")]
+    crl: Option<PathBuf>,
     /// Deadline per host (connect, handshake, answer): 5s, 500ms, 1m.
     #[arg(long, global = true, default_value = "5s", value_parser = duration::parse_timeout)]
     timeout: Duration,

@@ -76,6 +76,12 @@ pub struct Issued {
     pub cert_pem: String,
     /// Its private key (PKCS#8).
     pub key_pem: String,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// SHA-256 of the certificate (DER), lower-case hex.
+    pub fingerprint: String,
+    /// End of validity, Unix seconds.
+    pub not_after_unix: i64,
 }
 
 impl Issued {
@@ -151,6 +157,11 @@ impl Ca {
         Self::load(&home.ca_cert(), &home.ca_key())
     }
 
+    /// The signing side of the CA (for CRLs).
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
@@ -203,10 +214,14 @@ impl Ca {
             ));
         }
         params.subject_alt_names = sans;
+        let serial = params.serial_number.as_ref().map(|s| hex(&s.to_bytes())).unwrap_or_default();
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            serial,
+            fingerprint: crate::tls::fingerprint(cert.der()),
+            not_after_unix: params.not_after.unix_timestamp(),
         })
     }
 }
@@ -297,6 +312,11 @@ fn local_user() -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "admin".into())
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn random_serial() -> SerialNumber {

@@ -14,6 +14,9 @@ pub const HOME_ENV: &str = "LIGHTSOUT_HOME";
 /// agent.pem, agent-key.pem            this machine's agent identity
 /// controller.pem, controller-key.pem  this machine's controller identity
 /// issued/                             certificates issued for other machines
+/// issued.jsonl, revoked.jsonl         what the CA issued and revoked
+/// crl.pem                             the revocation list agents and controllers load
+/// audit.jsonl                         the agent's audit log (default location)
 /// ```
 #[derive(Debug, Clone)]
 pub struct Home {
@@ -77,6 +80,21 @@ impl Home {
     /// This machine's controller key.
     pub fn controller_key(&self) -> PathBuf {
         self.dir.join("controller-key.pem")
+    }
+
+    /// The certificate revocation list, signed by the CA.
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+
+    /// Every certificate issued by this CA (one JSON line each), for revocation by name.
+    pub fn issued_index(&self) -> PathBuf {
+        self.dir.join("issued.jsonl")
+    }
+
+    /// Every certificate revoked (one JSON line each); the CRL is rebuilt from it.
+    pub fn revoked_index(&self) -> PathBuf {
+        self.dir.join("revoked.jsonl")
     }
 
     /// Where certificates issued for other machines are written.

@@ -8,10 +8,12 @@
 //! # Layout
 //! - [`home`]: the home directory and the well-known file names in it.
 //! - [`ca`]: creating the CA, issuing agent and controller certificates, the first-run setup.
+//! - [`crl`]: the index of issued certificates, revocation and the CRL.
 //! - [`load`]: reading PEM certificates and keys.
 //! - [`tls`]: rustls server and client configurations (TLS 1.3, ring) and peer identities.
 
 pub mod ca;
+pub mod crl;
 pub mod home;
 pub mod load;
 pub mod tls;
@@ -45,8 +47,8 @@ pub enum PkiError {
     /// rustls refused the certificates or keys.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
-    /// The client verifier could not be built (e.g. an empty CA file).
-    #[error("TLS client verification: {0}")]
+    /// A certificate verifier could not be built (e.g. an empty CA file, an unparsable CRL).
+    #[error("TLS certificate verification: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// No home directory could be determined.
     #[error("no home directory: set LIGHTSOUT_HOME or pass --home")]
@@ -54,6 +56,19 @@ pub enum PkiError {
     /// Another process holds the first-run lock for too long.
     #[error("{0}: another lightsout process is creating the CA; remove the lock if it is stale")]
     Locked(std::path::PathBuf),
+    /// Nothing matches a revocation request.
+    #[error("no issued certificate matches {0:?} (see `lightsout pki list`)")]
+    NotFound(String),
+    /// An index file is corrupt.
+    #[error("{path}: line {line}: {message}")]
+    Index {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// A name or address is not valid for a certificate.
     #[error("invalid certificate name {0:?}")]
     BadName(String),

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+use rustls::client::WebPkiServerVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
 use crate::ca::ROLE_URI_PREFIX;
 use crate::home::Home;
@@ -72,8 +73,25 @@ fn roots(files: &TlsFiles) -> Result<Arc<RootCertStore>> {
 /// # Errors
 /// A file cannot be read or rustls refuses its contents.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(roots(files)?, provider()).build()?;
+    server_config_with_crls(files, Vec::new())
+}
+
+/// Like [`server_config`], rejecting client certificates listed in `crls` at the handshake.
+///
+/// Only the client's own certificate is checked (the CA is the trust anchor itself), and an
+/// expired CRL is still honoured: a stale list of revoked certificates is better than none.
+///
+/// # Errors
+/// A file cannot be read or rustls refuses its contents.
+pub fn server_config_with_crls(
+    files: &TlsFiles,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<ServerConfig>> {
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots(files)?, provider());
+    if !crls.is_empty() {
+        builder = builder.with_crls(crls).only_check_end_entity_revocation();
+    }
+    let verifier = builder.build()?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -89,10 +107,30 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
 /// # Errors
 /// A file cannot be read or rustls refuses its contents.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>> {
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots(files)?)
-        .with_client_auth_cert(load::certs(&files.cert)?, load::private_key(&files.key)?)?;
+    client_config_with_crls(files, Vec::new())
+}
+
+/// Like [`client_config`], refusing agents whose certificate is listed in `crls`.
+///
+/// # Errors
+/// A file cannot be read or rustls refuses its contents.
+pub fn client_config_with_crls(
+    files: &TlsFiles,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<ClientConfig>> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = if crls.is_empty() {
+        builder.with_root_certificates(roots(files)?)
+    } else {
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots(files)?, provider())
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .build()?;
+        builder.with_webpki_verifier(verifier)
+    };
+    let mut config =
+        builder.with_client_auth_cert(load::certs(&files.cert)?, load::private_key(&files.key)?)?;
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
@@ -106,6 +144,8 @@ pub struct Identity {
     pub fingerprint: String,
     /// The role carried as a `urn:lightsout:role:` SAN URI, if any.
     pub role: Option<String>,
+    /// Serial number, lower-case hex (what a CRL lists).
+    pub serial: String,
 }
 
 impl std::fmt::Display for Identity {
@@ -117,11 +157,12 @@ impl std::fmt::Display for Identity {
 /// Reads the identity out of a certificate. Never fails: an unparsable name shows as `?`
 /// (the certificate was verified by webpki before we get here).
 pub fn identity(cert: &CertificateDer<'_>) -> Identity {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-    let fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let fingerprint = fingerprint(cert);
     let mut name = String::from("?");
     let mut role = None;
+    let mut serial = String::new();
     if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
+        serial = crate::ca::hex(parsed.raw_serial());
         if let Some(cn) = parsed
             .subject()
             .iter_common_name()
@@ -139,11 +180,12 @@ pub fn identity(cert: &CertificateDer<'_>) -> Identity {
             });
         }
     }
-    Identity {
-        name,
-        fingerprint,
-        role,
-    }
+    Identity { name, fingerprint, role, serial }
+}
+
+/// SHA-256 of a certificate's DER, lower-case hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    crate::ca::hex(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()).as_ref())
 }
 
 #[cfg(test)]

@@ -1,0 +1,285 @@
+//! Revocation: the index of issued certificates, the list of revoked ones, and the CRL signed
+//! by the CA that agents and controllers load.
+//!
+//! Both indexes are JSON Lines files in the home directory, appended to and never rewritten,
+//! so a crash mid-write loses at most the line being written. The CRL (`crl.pem`) is rebuilt
+//! from `revoked.jsonl` on every revocation and written atomically.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+
+use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ca::{Ca, CertKind, IssueOptions, Issued, write_file};
+use crate::home::Home;
+use crate::{PkiError, Result};
+
+/// How long a CRL says it is current. Agents honour an older CRL anyway (a stale list of
+/// revoked certificates beats none); this only informs other tools.
+const CRL_VALIDITY_DAYS: i64 = 365;
+
+/// One certificate the CA issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedRecord {
+    /// Common name.
+    pub name: String,
+    /// `agent` or `controller`.
+    pub kind: String,
+    /// Role, for controllers.
+    pub role: Option<String>,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// SHA-256 fingerprint, lower-case hex.
+    pub fingerprint: String,
+    /// Issue time, Unix seconds.
+    pub issued_unix: i64,
+    /// End of validity, Unix seconds.
+    pub not_after_unix: i64,
+}
+
+/// One revoked certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedRecord {
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// Common name, when known.
+    pub name: String,
+    /// SHA-256 fingerprint, when known.
+    pub fingerprint: String,
+    /// Revocation time, Unix seconds.
+    pub revoked_unix: i64,
+}
+
+/// Which certificates to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// Every certificate issued under this common name.
+    Name(String),
+    /// The certificate with this serial (hex, colons allowed).
+    Serial(String),
+    /// The certificate with this SHA-256 fingerprint (hex, colons allowed).
+    Fingerprint(String),
+}
+
+fn normalise_hex(s: &str) -> String {
+    s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase()
+}
+
+fn append_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
+    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let mut line = serde_json::to_string(record).map_err(|e| PkiError::Index {
+        path: path.to_path_buf(),
+        line: 0,
+        message: e.to_string(),
+    })?;
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+    file.write_all(line.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(PkiError::Io { path: path.to_path_buf(), source }),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| PkiError::Index {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Appends a freshly issued certificate to the home's index.
+///
+/// # Errors
+/// The index cannot be written.
+pub fn record_issued(home: &Home, opts: &IssueOptions, issued: &Issued) -> Result<()> {
+    let record = IssuedRecord {
+        name: opts.name.clone(),
+        kind: match opts.kind {
+            CertKind::Agent => "agent".into(),
+            CertKind::Controller => "controller".into(),
+        },
+        role: opts.role.clone(),
+        serial: issued.serial.clone(),
+        fingerprint: issued.fingerprint.clone(),
+        issued_unix: OffsetDateTime::now_utc().unix_timestamp(),
+        not_after_unix: issued.not_after_unix,
+    };
+    append_line(&home.issued_index(), &record)
+}
+
+/// Every certificate the home's CA issued.
+///
+/// # Errors
+/// The index cannot be read or is corrupt.
+pub fn list_issued(home: &Home) -> Result<Vec<IssuedRecord>> {
+    read_lines(&home.issued_index())
+}
+
+/// Every certificate revoked so far.
+///
+/// # Errors
+/// The index cannot be read or is corrupt.
+pub fn list_revoked(home: &Home) -> Result<Vec<RevokedRecord>> {
+    read_lines(&home.revoked_index())
+}
+
+/// Revokes the certificates matching `selector` and rewrites the CRL. A serial or
+/// fingerprint not in the index can still be revoked by serial (certificates issued before
+/// the index existed). Returns what was newly revoked (empty if already revoked).
+///
+/// # Errors
+/// Nothing matches, or a file cannot be written.
+pub fn revoke(home: &Home, ca: &Ca, selector: &Selector) -> Result<Vec<RevokedRecord>> {
+    let issued = list_issued(home)?;
+    let already: HashSet<String> = list_revoked(home)?.into_iter().map(|r| r.serial).collect();
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let matches: Vec<RevokedRecord> = match selector {
+        Selector::Name(name) => issued
+            .iter()
+            .filter(|r| &r.name == name)
+            .map(|r| RevokedRecord { serial: r.serial.clone(), name: r.name.clone(), fingerprint: r.fingerprint.clone(), revoked_unix: now })
+            .collect(),
+        Selector::Fingerprint(fp) => {
+            let fp = normalise_hex(fp);
+            issued
+                .iter()
+                .filter(|r| r.fingerprint == fp)
+                .map(|r| RevokedRecord { serial: r.serial.clone(), name: r.name.clone(), fingerprint: r.fingerprint.clone(), revoked_unix: now })
+                .collect()
+        }
+        Selector::Serial(serial) => {
+            let serial = normalise_hex(serial);
+            if serial.is_empty() || !serial.chars().all(|c| c.is_ascii_hexdigit()) || serial.len() > 40 {
+                return Err(PkiError::NotFound(serial));
+            }
+            let known = issued.iter().find(|r| r.serial == serial);
+            vec![RevokedRecord {
+                serial: serial.clone(),
+                name: known.map(|r| r.name.clone()).unwrap_or_default(),
+                fingerprint: known.map(|r| r.fingerprint.clone()).unwrap_or_default(),
+                revoked_unix: now,
+            }]
+        }
+    };
+    if matches.is_empty() {
+        let what = match selector {
+            Selector::Name(s) | Selector::Serial(s) | Selector::Fingerprint(s) => s.clone(),
+        };
+        return Err(PkiError::NotFound(what));
+    }
+    let mut newly = Vec::new();
+    for record in matches {
+        if !already.contains(&record.serial) {
+            append_line(&home.revoked_index(), &record)?;
+            newly.push(record);
+        }
+    }
+    write_crl(home, ca)?;
+    Ok(newly)
+}
+
+/// Rebuilds `crl.pem` from the revoked index, signed by `ca`.
+///
+/// # Errors
+/// Signing failed or the file cannot be written.
+pub fn write_crl(home: &Home, ca: &Ca) -> Result<()> {
+    let revoked = list_revoked(home)?;
+    let now = OffsetDateTime::now_utc();
+    let mut revoked_certs = Vec::new();
+    for r in &revoked {
+        let bytes = (0..r.serial.len())
+            .step_by(2)
+            .filter_map(|i| r.serial.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Vec<u8>>();
+        revoked_certs.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&bytes),
+            revocation_time: OffsetDateTime::from_unix_timestamp(r.revoked_unix).unwrap_or(now),
+            reason_code: None,
+            invalidity_date: None,
+        });
+    }
+    let params = CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(5),
+        next_update: now + time::Duration::days(CRL_VALIDITY_DAYS),
+        crl_number: SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(ca.issuer())?;
+    write_file(&home.crl(), crl.pem()?.as_bytes(), false)
+}
+
+/// Loads the CRLs in a PEM file.
+///
+/// # Errors
+/// The file cannot be read or holds no CRL.
+pub fn load(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| PkiError::Pem { path: path.to_path_buf(), what: e.to_string() })?;
+    if crls.is_empty() {
+        return Err(PkiError::Pem {
+            path: path.to_path_buf(),
+            what: "no CRL found (expected a PEM 'BEGIN X509 CRL' block)".into(),
+        });
+    }
+    Ok(crls)
+}
+
+/// The serial numbers (lower-case hex) listed in `crls`. Used to drop connections of a
+/// certificate revoked while connected; the handshake check itself is webpki's.
+pub fn revoked_serials(crls: &[CertificateRevocationListDer<'_>]) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for crl in crls {
+        if let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl.as_ref()) {
+            out.extend(parsed.iter_revoked_certificates().map(|r| crate::ca::hex(r.raw_serial())));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::ensure_local;
+
+    #[test]
+    fn revoke_by_name_lists_serial_in_crl() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        ensure_local(&home).unwrap();
+        let ca = Ca::load_home(&home).unwrap();
+        let opts = IssueOptions::new(CertKind::Controller, "lost-laptop");
+        let issued = ca.issue(&opts).unwrap();
+        record_issued(&home, &opts, &issued).unwrap();
+
+        let revoked = revoke(&home, &ca, &Selector::Name("lost-laptop".into())).unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0].serial, issued.serial);
+        let crls = load(&home.crl()).unwrap();
+        assert!(revoked_serials(&crls).contains(&issued.serial));
+        // Idempotent: revoking again adds nothing.
+        assert!(revoke(&home, &ca, &Selector::Name("lost-laptop".into())).unwrap().is_empty());
+        // Unknown names are an error, not a silent no-op.
+        assert!(matches!(revoke(&home, &ca, &Selector::Name("nobody".into())), Err(PkiError::NotFound(_))));
+        // By fingerprint with colons and capitals.
+        let fp = issued.fingerprint.to_uppercase();
+        assert!(revoke(&home, &ca, &Selector::Fingerprint(fp)).unwrap().is_empty());
+    }
+}
