@@ -25,7 +25,11 @@ pub struct AccessState {
 impl AccessState {
     /// A state with no CRL and the built-in policy.
     pub fn new(tls: Arc<rustls::ServerConfig>) -> Self {
-        Self { tls, policy: Policy::default(), revoked: HashSet::new() }
+        Self {
+            tls,
+            policy: Policy::default(),
+            revoked: HashSet::new(),
+        }
     }
 
     /// Whether `who`'s certificate is revoked.
@@ -51,7 +55,10 @@ pub struct AccessSources {
 
 impl std::fmt::Debug for AccessSources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessSources").field("tls", &self.tls).field("crl", &self.crl).finish_non_exhaustive()
+        f.debug_struct("AccessSources")
+            .field("tls", &self.tls)
+            .field("crl", &self.crl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,9 +75,14 @@ impl AccessSources {
             _ => Vec::new(),
         };
         let revoked = lightsout_pki::crl::revoked_serials(&crls);
-        let tls = lightsout_pki::tls::server_config_with_crls(&self.tls, crls).map_err(|e| e.to_string())?;
+        let tls = lightsout_pki::tls::server_config_with_crls(&self.tls, crls)
+            .map_err(|e| e.to_string())?;
         let policy = Policy::from_file(&(self.policy)()?)?;
-        Ok(AccessState { tls, policy, revoked })
+        Ok(AccessState {
+            tls,
+            policy,
+            revoked,
+        })
     }
 }
 
@@ -84,7 +96,10 @@ pub struct Access {
 impl Access {
     /// Fixed state that cannot be reloaded (in-process tests).
     pub fn fixed(state: AccessState) -> Self {
-        Self { current: RwLock::new(Arc::new(state)), sources: None }
+        Self {
+            current: RwLock::new(Arc::new(state)),
+            sources: None,
+        }
     }
 
     /// State loaded from `sources`, reloadable.
@@ -93,12 +108,18 @@ impl Access {
     /// See [`AccessSources::load`].
     pub fn from_sources(sources: AccessSources) -> Result<Self, String> {
         let state = sources.load()?;
-        Ok(Self { current: RwLock::new(Arc::new(state)), sources: Some(sources) })
+        Ok(Self {
+            current: RwLock::new(Arc::new(state)),
+            sources: Some(sources),
+        })
     }
 
     /// The current snapshot.
     pub fn current(&self) -> Arc<AccessState> {
-        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Reloads from the sources; on error the current state stays in force.

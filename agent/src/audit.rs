@@ -90,7 +90,11 @@ impl AuditLog {
         Self {
             path: path.into(),
             file: Mutex::new(None),
-            rejections: Mutex::new(RejectionWindow { started: Instant::now(), written: 0, suppressed: 0 }),
+            rejections: Mutex::new(RejectionWindow {
+                started: Instant::now(),
+                written: 0,
+                suppressed: 0,
+            }),
         }
     }
 
@@ -120,7 +124,9 @@ impl AuditLog {
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
                 *slot = Some(opts.open(&self.path)?);
             }
-            let file = slot.as_mut().ok_or_else(|| std::io::Error::other("audit file not open"))?;
+            let file = slot
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("audit file not open"))?;
             file.write_all(&line)?;
             if durable {
                 file.sync_data()?;
@@ -147,13 +153,20 @@ impl AuditLog {
     /// Returns whether this one was written (callers log at the same rate).
     pub fn handshake_rejected(&self, peer: SocketAddr, reason: &str) -> bool {
         let (write, summary) = {
-            let mut w = self.rejections.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut w = self
+                .rejections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let mut summary = None;
             if w.started.elapsed() >= REJECTION_WINDOW {
                 if w.suppressed > 0 {
                     summary = Some(w.suppressed);
                 }
-                *w = RejectionWindow { started: Instant::now(), written: 0, suppressed: 0 };
+                *w = RejectionWindow {
+                    started: Instant::now(),
+                    written: 0,
+                    suppressed: 0,
+                };
             }
             if w.written < REJECTIONS_PER_WINDOW {
                 w.written += 1;
@@ -164,8 +177,14 @@ impl AuditLog {
             }
         };
         if let Some(n) = summary {
-            warn!(suppressed = n, "handshake rejections were rate-limited in the last window");
-            self.write_best_effort(&handshake_entry(peer, &format!("{n} further handshake rejections suppressed (rate limit)")));
+            warn!(
+                suppressed = n,
+                "handshake rejections were rate-limited in the last window"
+            );
+            self.write_best_effort(&handshake_entry(
+                peer,
+                &format!("{n} further handshake rejections suppressed (rate limit)"),
+            ));
         }
         if write {
             self.write_best_effort(&handshake_entry(peer, reason));
@@ -217,8 +236,16 @@ pub fn format_entry(e: &AuditEntry) -> String {
     };
     let what = e.kind.clone().unwrap_or_else(|| e.event.clone());
     let dry = if e.dry_run { " [dry-run]" } else { "" };
-    let reason = e.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default();
-    let clean = |s: &str| s.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>();
+    let reason = e
+        .reason
+        .as_deref()
+        .map(|r| format!(" — {r}"))
+        .unwrap_or_default();
+    let clean = |s: &str| {
+        s.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect::<String>()
+    };
     clean(&format!(
         "{}  {:<8} {:<9} {:<28} {:<22} {} ({} us){dry}{reason}",
         e.ts, e.decision, what, who, e.peer, e.outcome, e.duration_us
@@ -256,7 +283,10 @@ mod tests {
             log.write(&entry(kind), kind != "echo").unwrap();
         }
         let last = tail(log.path(), 2).unwrap();
-        let kinds: Vec<_> = last.iter().map(|e| e.as_ref().unwrap().kind.clone().unwrap()).collect();
+        let kinds: Vec<_> = last
+            .iter()
+            .map(|e| e.as_ref().unwrap().kind.clone().unwrap())
+            .collect();
         assert_eq!(kinds, ["shutdown", "cancel"]);
         assert!(format_entry(last[0].as_ref().unwrap()).contains("alice (admin)"));
     }
@@ -272,8 +302,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::new(dir.path().join("audit.jsonl"));
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let written = (0..100).filter(|_| log.handshake_rejected(peer, "no certificate")).count();
+        let written = (0..100)
+            .filter(|_| log.handshake_rejected(peer, "no certificate"))
+            .count();
         assert_eq!(written, REJECTIONS_PER_WINDOW as usize);
-        assert_eq!(tail(log.path(), 1000).unwrap().len(), REJECTIONS_PER_WINDOW as usize);
+        assert_eq!(
+            tail(log.path(), 1000).unwrap().len(),
+            REJECTIONS_PER_WINDOW as usize
+        );
     }
 }

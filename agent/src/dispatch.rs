@@ -72,7 +72,13 @@ pub async fn handle(
     audit.args = serde_json::to_value(&envelope.request).ok();
     audit.dry_run = dry_run || shared.config.dry_run;
 
-    if let Err(reason) = shared.config.access.current().policy.authorize(&caller.identity, kind) {
+    if let Err(reason) = shared
+        .config
+        .access
+        .current()
+        .policy
+        .authorize(&caller.identity, kind)
+    {
         warn!(request_id = %id, kind, %reason, "request not allowed");
         let response = Response::error(Some(id), ErrorKind::NotAllowed, reason.clone());
         audit.reason = Some(reason);
@@ -86,7 +92,8 @@ pub async fn handle(
     if is_power {
         if let Some(previous) = shared.replies.get(&key) {
             info!(request_id = %id, kind, "duplicate request id: answering from memory, not executing again");
-            audit.reason = Some("duplicate request id: original reply returned, not executed again".into());
+            audit.reason =
+                Some("duplicate request id: original reply returned, not executed again".into());
             finish(shared, audit, &previous, started);
             return (previous, None);
         }
@@ -104,7 +111,9 @@ pub async fn handle(
         audit.outcome = "ok".into();
         audit.duration_us = micros(started);
         let durable = match &shared.config.audit {
-            Some(log) => log.write(&audit, true).map_err(|e| format!("{}: {e}", log.path().display())),
+            Some(log) => log
+                .write(&audit, true)
+                .map_err(|e| format!("{}: {e}", log.path().display())),
             None => Ok(()),
         };
         match durable {
@@ -144,7 +153,9 @@ fn micros(started: Instant) -> u64 {
 
 /// Completes and writes a best-effort audit line for `response`.
 fn finish(shared: &Shared, mut audit: AuditEntry, response: &Response, started: Instant) {
-    let Some(log) = &shared.config.audit else { return };
+    let Some(log) = &shared.config.audit else {
+        return;
+    };
     audit.outcome = match &response.outcome {
         Outcome::Ok(_) => "ok".into(),
         Outcome::Error(e) => {

@@ -111,7 +111,9 @@ fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
     }
-    bail!("listen address {s:?} (--listen, or `listen` in the config file): expected ADDR:PORT, ADDR or PORT (e.g. 0.0.0.0:{DEFAULT_PORT})")
+    bail!(
+        "listen address {s:?} (--listen, or `listen` in the config file): expected ADDR:PORT, ADDR or PORT (e.g. 0.0.0.0:{DEFAULT_PORT})"
+    )
 }
 
 /// Everything decided from the command line, environment and file, before any I/O.
@@ -132,7 +134,9 @@ fn file_settings(args: &Args) -> anyhow::Result<FileSettings> {
 }
 
 fn resolve_home(args: &Args, file: &FileSettings) -> anyhow::Result<Home> {
-    Ok(Home::resolve(args.home.as_deref().or(file.home.as_deref()))?)
+    Ok(Home::resolve(
+        args.home.as_deref().or(file.home.as_deref()),
+    )?)
 }
 
 fn audit_path(args: &Args, file: &FileSettings, home: &Home) -> PathBuf {
@@ -146,15 +150,20 @@ fn resolve(args: &Args) -> anyhow::Result<Resolved> {
     let file = file_settings(args)?;
     let home = resolve_home(args, &file)?;
     let tls = match (&args.ca, &args.cert, &args.key, &file.tls) {
-        (Some(ca), Some(cert), Some(key), _) => TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() },
+        (Some(ca), Some(cert), Some(key), _) => TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        },
         (_, _, _, t) if t.ca.is_some() => TlsFiles {
             ca: t.ca.clone().unwrap_or_default(),
             cert: t.cert.clone().unwrap_or_default(),
             key: t.key.clone().unwrap_or_default(),
         },
         _ => {
-            lightsout_pki::ca::ensure_local(&home)
-                .with_context(|| format!("failed to set up certificates in {}", home.dir().display()))?;
+            lightsout_pki::ca::ensure_local(&home).with_context(|| {
+                format!("failed to set up certificates in {}", home.dir().display())
+            })?;
             TlsFiles::agent(&home)
         }
     };
@@ -162,16 +171,27 @@ fn resolve(args: &Args) -> anyhow::Result<Resolved> {
     let crl_required = explicit_crl.is_some();
     let crl = Some(explicit_crl.unwrap_or_else(|| home.crl()));
     let config_path = args.config.clone();
-    let policy_loader: Arc<dyn Fn() -> Result<PolicyFile, String> + Send + Sync> = Arc::new(move || match &config_path {
-        Some(path) => FileSettings::load(path).map(|f| f.policy).map_err(|e| e.to_string()),
-        None => Ok(PolicyFile::default()),
-    });
+    let policy_loader: Arc<dyn Fn() -> Result<PolicyFile, String> + Send + Sync> =
+        Arc::new(move || match &config_path {
+            Some(path) => FileSettings::load(path)
+                .map(|f| f.policy)
+                .map_err(|e| e.to_string()),
+            None => Ok(PolicyFile::default()),
+        });
     let access = Arc::new(
-        Access::from_sources(AccessSources { tls, crl, crl_required, policy: policy_loader })
-            .map_err(anyhow::Error::msg)
-            .context("failed to load the agent's TLS files, CRL or policy")?,
+        Access::from_sources(AccessSources {
+            tls,
+            crl,
+            crl_required,
+            policy: policy_loader,
+        })
+        .map_err(anyhow::Error::msg)
+        .context("failed to load the agent's TLS files, CRL or policy")?,
     );
-    let power_command = args.power_command.clone().or_else(|| file.power_command.clone());
+    let power_command = args
+        .power_command
+        .clone()
+        .or_else(|| file.power_command.clone());
     if let Some(cmd) = &power_command {
         if !cmd.is_file() {
             bail!("power command {}: no such file", cmd.display());
@@ -180,15 +200,38 @@ fn resolve(args: &Args) -> anyhow::Result<Resolved> {
     let audit = Arc::new(AuditLog::new(audit_path(args, &file, &home)));
     let defaults = Limits::default();
     let secs = |cli: Option<u64>, file: Option<u64>, default: Duration| {
-        cli.or(file).map_or(default, |s| Duration::from_secs(s.max(1)))
+        cli.or(file)
+            .map_or(default, |s| Duration::from_secs(s.max(1)))
     };
     let limits = Limits {
-        max_connections: args.max_connections.or(file.limits.max_connections).unwrap_or(defaults.max_connections).max(1),
-        handshake_timeout: secs(args.handshake_timeout, file.limits.handshake_timeout_secs, defaults.handshake_timeout),
-        idle_timeout: secs(args.idle_timeout, file.limits.idle_timeout_secs, defaults.idle_timeout),
-        max_frame_len: file.limits.max_frame_bytes.unwrap_or(defaults.max_frame_len),
-        max_echo_payload: file.limits.max_echo_payload_bytes.unwrap_or(defaults.max_echo_payload),
-        shutdown_grace: secs(None, file.limits.shutdown_grace_secs, defaults.shutdown_grace),
+        max_connections: args
+            .max_connections
+            .or(file.limits.max_connections)
+            .unwrap_or(defaults.max_connections)
+            .max(1),
+        handshake_timeout: secs(
+            args.handshake_timeout,
+            file.limits.handshake_timeout_secs,
+            defaults.handshake_timeout,
+        ),
+        idle_timeout: secs(
+            args.idle_timeout,
+            file.limits.idle_timeout_secs,
+            defaults.idle_timeout,
+        ),
+        max_frame_len: file
+            .limits
+            .max_frame_bytes
+            .unwrap_or(defaults.max_frame_len),
+        max_echo_payload: file
+            .limits
+            .max_echo_payload_bytes
+            .unwrap_or(defaults.max_echo_payload),
+        shutdown_grace: secs(
+            None,
+            file.limits.shutdown_grace_secs,
+            defaults.shutdown_grace,
+        ),
     };
     let listen_text = args.listen.clone().or_else(|| file.listen.clone());
     let default_listen = listen_text.is_none();
@@ -203,7 +246,14 @@ fn resolve(args: &Args) -> anyhow::Result<Resolved> {
     config.dry_run = args.dry_run || file.dry_run.unwrap_or(false);
     config.power_command = power_command;
     config.limits = limits;
-    Ok(Resolved { listen, default_listen, home, config, access, audit })
+    Ok(Resolved {
+        listen,
+        default_listen,
+        home,
+        config,
+        access,
+        audit,
+    })
 }
 
 async fn stop_signal() {
@@ -242,7 +292,9 @@ fn spawn_reloader(access: Arc<Access>, audit: Arc<AuditLog>) {
             audit.reopen();
             match access.reload() {
                 Ok(()) => tracing::info!("SIGHUP: reloaded the CRL and policy"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed, the previous CRL and policy stay in force"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: reload failed, the previous CRL and policy stay in force")
+                }
             }
         }
     });
@@ -252,7 +304,14 @@ fn spawn_reloader(access: Arc<Access>, audit: Arc<AuditLog>) {
 fn spawn_reloader(_access: Arc<Access>, _audit: Arc<AuditLog>) {}
 
 async fn serve(resolved: Resolved) -> anyhow::Result<()> {
-    let Resolved { listen, default_listen, home, config, access, audit } = resolved;
+    let Resolved {
+        listen,
+        default_listen,
+        home,
+        config,
+        access,
+        audit,
+    } = resolved;
     let listener = if default_listen {
         listener::bind_any(listen.port())
     } else {
@@ -272,12 +331,18 @@ fn audit_tail(args: &Args, lines: usize, json: bool) -> anyhow::Result<()> {
     let file = file_settings(args)?;
     let home = resolve_home(args, &file)?;
     let path = audit_path(args, &file, &home);
-    let entries = audit::tail(&path, lines).with_context(|| format!("cannot read the audit log {}", path.display()))?;
+    let entries = audit::tail(&path, lines)
+        .with_context(|| format!("cannot read the audit log {}", path.display()))?;
     for entry in entries {
         match entry {
             Ok(e) if json => println!("{}", serde_json::to_string(&e).unwrap_or_default()),
             Ok(e) => println!("{}", audit::format_entry(&e)),
-            Err(bad) => println!("!! {}", bad.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>()),
+            Err(bad) => println!(
+                "!! {}",
+                bad.chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect::<String>()
+            ),
         }
     }
     Ok(())
@@ -306,7 +371,9 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let result = match &args.command {
-        Some(AgentCommand::Audit(AuditCommand::Tail { lines, json })) => audit_tail(&args, *lines, *json),
+        Some(AgentCommand::Audit(AuditCommand::Tail { lines, json })) => {
+            audit_tail(&args, *lines, *json)
+        }
         None if args.check_config => check_config(&args),
         None => resolve(&args).and_then(|resolved| {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -324,4 +391,3 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
-

@@ -57,7 +57,12 @@ impl Default for Policy {
         .into_iter()
         .map(|(r, k)| (r.to_owned(), k))
         .collect();
-        Self { allow: set(&KINDS), unknown_role: set(&["echo"]), roles, names: BTreeMap::new() }
+        Self {
+            allow: set(&KINDS),
+            unknown_role: set(&["echo"]),
+            roles,
+            names: BTreeMap::new(),
+        }
     }
 }
 
@@ -73,7 +78,10 @@ impl Policy {
                     if KINDS.contains(&k.as_str()) {
                         Ok(k.clone())
                     } else {
-                        Err(format!("policy.{key}: unknown request kind {k:?} (known: {})", KINDS.join(", ")))
+                        Err(format!(
+                            "policy.{key}: unknown request kind {k:?} (known: {})",
+                            KINDS.join(", ")
+                        ))
                     }
                 })
                 .collect()
@@ -86,10 +94,14 @@ impl Policy {
             policy.unknown_role = kinds("unknown_role", unknown)?;
         }
         for (role, list) in &file.roles {
-            policy.roles.insert(role.clone(), kinds(&format!("roles.{role}"), list)?);
+            policy
+                .roles
+                .insert(role.clone(), kinds(&format!("roles.{role}"), list)?);
         }
         for (name, list) in &file.names {
-            policy.names.insert(name.clone(), kinds(&format!("names.{name:?}"), list)?);
+            policy
+                .names
+                .insert(name.clone(), kinds(&format!("names.{name:?}"), list)?);
         }
         Ok(policy)
     }
@@ -127,22 +139,36 @@ mod tests {
     use super::*;
 
     fn who(name: &str, role: Option<&str>) -> Identity {
-        Identity { name: name.into(), fingerprint: "f".into(), role: role.map(Into::into), serial: "1".into() }
+        Identity {
+            name: name.into(),
+            fingerprint: "f".into(),
+            role: role.map(Into::into),
+            serial: "1".into(),
+        }
     }
 
     fn allowed(p: &Policy, id: &Identity) -> Vec<&'static str> {
-        KINDS.iter().copied().filter(|k| p.authorize(id, k).is_ok()).collect()
+        KINDS
+            .iter()
+            .copied()
+            .filter(|k| p.authorize(id, k).is_ok())
+            .collect()
     }
 
     #[test]
     fn built_in_roles() {
         let p = Policy::default();
         assert_eq!(allowed(&p, &who("m", Some("monitor"))), ["echo"]);
-        assert_eq!(allowed(&p, &who("o", Some("operator"))), ["echo", "restart", "cancel"]);
+        assert_eq!(
+            allowed(&p, &who("o", Some("operator"))),
+            ["echo", "restart", "cancel"]
+        );
         assert_eq!(allowed(&p, &who("a", Some("admin"))), KINDS);
         assert_eq!(allowed(&p, &who("n", None)), ["echo"]);
         assert_eq!(allowed(&p, &who("x", Some("superuser"))), ["echo"]);
-        let err = p.authorize(&who("o", Some("operator")), "shutdown").unwrap_err();
+        let err = p
+            .authorize(&who("o", Some("operator")), "shutdown")
+            .unwrap_err();
         assert_eq!(err, "shutdown is not allowed for o (role operator)");
     }
 
@@ -156,7 +182,11 @@ mod tests {
         .unwrap();
         let p = Policy::from_file(&file).unwrap();
         assert_eq!(allowed(&p, &who("a", Some("admin"))), ["echo"]);
-        assert!(p.authorize(&who("a", Some("admin")), "shutdown").unwrap_err().contains("disabled on this machine"));
+        assert!(
+            p.authorize(&who("a", Some("admin")), "shutdown")
+                .unwrap_err()
+                .contains("disabled on this machine")
+        );
 
         let file: PolicyFile = toml::from_str(
             r#"
@@ -180,7 +210,13 @@ mod tests {
     fn unknown_kinds_are_named() {
         let file: PolicyFile = toml::from_str("[roles]\nops = [\"reboot\"]").unwrap();
         let err = Policy::from_file(&file).unwrap_err();
-        assert!(err.contains("policy.roles.ops") && err.contains("\"reboot\""), "{err}");
-        assert!(toml::from_str::<PolicyFile>("alow = []").is_err(), "typos are refused");
+        assert!(
+            err.contains("policy.roles.ops") && err.contains("\"reboot\""),
+            "{err}"
+        );
+        assert!(
+            toml::from_str::<PolicyFile>("alow = []").is_err(),
+            "typos are refused"
+        );
     }
 }

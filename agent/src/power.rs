@@ -248,7 +248,11 @@ impl PowerController {
     pub fn abandon(&self, execution: Execution) {
         execution.abort.cancel();
         let mut state = self.state();
-        if state.pending.as_ref().is_some_and(|p| p.info.request_id == execution.request_id) {
+        if state
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.info.request_id == execution.request_id)
+        {
             state.pending = None;
         }
     }

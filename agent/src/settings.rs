@@ -112,8 +112,10 @@ impl FileSettings {
     /// # Errors
     /// [`SettingsError`] naming the file, and the line and key where toml can tell.
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SettingsError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -122,18 +124,31 @@ impl FileSettings {
     /// # Errors
     /// See [`FileSettings::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Self, SettingsError> {
-        let mut settings: FileSettings = toml::from_str(text).map_err(|e| SettingsError::Parse {
+        let mut settings: FileSettings =
+            toml::from_str(text).map_err(|e| SettingsError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string().trim_end().to_owned(),
+            })?;
+        let invalid = |message: String| SettingsError::Invalid {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        let invalid = |message: String| SettingsError::Invalid { path: path.to_path_buf(), message };
+            message,
+        };
         crate::policy::Policy::from_file(&settings.policy).map_err(invalid)?;
         let limits = &settings.limits;
         for (key, value) in [
-            ("limits.max_connections", limits.max_connections.map(|v| v as u64)),
-            ("limits.handshake_timeout_secs", limits.handshake_timeout_secs),
+            (
+                "limits.max_connections",
+                limits.max_connections.map(|v| v as u64),
+            ),
+            (
+                "limits.handshake_timeout_secs",
+                limits.handshake_timeout_secs,
+            ),
             ("limits.idle_timeout_secs", limits.idle_timeout_secs),
-            ("limits.max_frame_bytes", limits.max_frame_bytes.map(|v| v as u64)),
+            (
+                "limits.max_frame_bytes",
+                limits.max_frame_bytes.map(|v| v as u64),
+            ),
         ] {
             if value == Some(0) {
                 return Err(invalid(format!("{key} must be greater than 0")));
@@ -148,7 +163,10 @@ impl FileSettings {
             }
         }
         let tls = &settings.tls;
-        let given = [&tls.ca, &tls.cert, &tls.key].iter().filter(|p| p.is_some()).count();
+        let given = [&tls.ca, &tls.cert, &tls.key]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
         if given != 0 && given != 3 {
             return Err(invalid("tls.ca, tls.cert and tls.key go together".into()));
         }
@@ -180,35 +198,66 @@ mod tests {
     fn example_file_parses() {
         let example = include_str!("../../agent.example.toml");
         let s = FileSettings::parse(example, Path::new("/etc/lightsout/agent.toml")).unwrap();
-        assert_eq!(s.tls.ca.as_deref(), Some(Path::new("/etc/lightsout/ca.pem")));
+        assert_eq!(
+            s.tls.ca.as_deref(),
+            Some(Path::new("/etc/lightsout/ca.pem"))
+        );
     }
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let err = FileSettings::parse("dry_run = true\n[limits]\nmax_conections = 5\n", Path::new("/x/agent.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = FileSettings::parse(
+            "dry_run = true\n[limits]\nmax_conections = 5\n",
+            Path::new("/x/agent.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("/x/agent.toml: "), "{err}");
-        assert!(err.contains("line 3") && err.contains("max_conections"), "{err}");
+        assert!(
+            err.contains("line 3") && err.contains("max_conections"),
+            "{err}"
+        );
 
-        let err = FileSettings::parse("[limits]\nidle_timeout_secs = \"soon\"\n", Path::new("a.toml"))
+        let err = FileSettings::parse(
+            "[limits]\nidle_timeout_secs = \"soon\"\n",
+            Path::new("a.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("idle_timeout_secs"),
+            "{err}"
+        );
+
+        let err = FileSettings::parse("[policy]\nallow = [\"exec\"]\n", Path::new("a.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("line 2") && err.contains("idle_timeout_secs"), "{err}");
+        assert!(
+            err.contains("policy.allow") && err.contains("exec"),
+            "{err}"
+        );
 
-        let err = FileSettings::parse("[policy]\nallow = [\"exec\"]\n", Path::new("a.toml")).unwrap_err().to_string();
-        assert!(err.contains("policy.allow") && err.contains("exec"), "{err}");
-
-        let err = FileSettings::parse("[limits]\nmax_connections = 0\n", Path::new("a.toml")).unwrap_err().to_string();
+        let err = FileSettings::parse("[limits]\nmax_connections = 0\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("limits.max_connections"), "{err}");
 
-        let err = FileSettings::parse("[tls]\nca = \"ca.pem\"\n", Path::new("a.toml")).unwrap_err().to_string();
+        let err = FileSettings::parse("[tls]\nca = \"ca.pem\"\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("go together"), "{err}");
     }
 
     #[test]
     fn relative_paths_follow_the_file() {
-        let s = FileSettings::parse("[audit]\npath = \"log/audit.jsonl\"\n", Path::new("/etc/lightsout/agent.toml")).unwrap();
-        assert_eq!(s.audit.path.as_deref(), Some(Path::new("/etc/lightsout/log/audit.jsonl")));
+        let s = FileSettings::parse(
+            "[audit]\npath = \"log/audit.jsonl\"\n",
+            Path::new("/etc/lightsout/agent.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.audit.path.as_deref(),
+            Some(Path::new("/etc/lightsout/log/audit.jsonl"))
+        );
     }
 }

@@ -116,27 +116,38 @@ fn targets(raw: &[String]) -> Result<Vec<Target>, UsageError> {
         .collect()
 }
 
-fn tls_files(global: &Global) -> anyhow::Result<TlsFiles> {
-    match (&global.ca, &global.cert, &global.key) {
-        (Some(ca), Some(cert), Some(key)) => Ok(TlsFiles {
+fn tls_files(global: &Global) -> anyhow::Result<(TlsFiles, Option<PathBuf>)> {
+    let home = Home::resolve(global.home.as_deref())?;
+    let files = match (&global.ca, &global.cert, &global.key) {
+        (Some(ca), Some(cert), Some(key)) => TlsFiles {
             ca: ca.clone(),
             cert: cert.clone(),
             key: key.clone(),
-        }),
+        },
         (None, None, None) => {
-            let home = Home::resolve(global.home.as_deref())?;
             lightsout_pki::ca::ensure_local(&home).with_context(|| {
                 format!("failed to set up certificates in {}", home.dir().display())
             })?;
-            Ok(TlsFiles::controller(&home))
+            TlsFiles::controller(&home)
         }
         _ => anyhow::bail!("--ca, --cert and --key go together"),
-    }
+    };
+    let crl = global
+        .crl
+        .clone()
+        .or_else(|| Some(home.crl()).filter(|p| p.exists()));
+    Ok((files, crl))
 }
 
 fn fanout(global: &Global) -> Result<FanOut, UsageError> {
-    let files = tls_files(global).map_err(UsageError)?;
-    let tls = lightsout_pki::tls::client_config(&files)
+    let (files, crl) = tls_files(global).map_err(UsageError)?;
+    let crls = match &crl {
+        Some(path) => lightsout_pki::crl::load(path)
+            .context("failed to load the CRL")
+            .map_err(UsageError)?,
+        None => Vec::new(),
+    };
+    let tls = lightsout_pki::tls::client_config_with_crls(&files, crls)
         .context("failed to load the controller's TLS files")
         .map_err(UsageError)?;
     Ok(FanOut {

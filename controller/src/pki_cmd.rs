@@ -73,10 +73,17 @@ pub struct OutArgs {
 }
 
 fn parse_role(s: &str) -> Result<String, String> {
-    if !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
         Ok(s.to_owned())
     } else {
-        Err("a role is 1-64 characters of a-z, 0-9, '-' and '_' (e.g. monitor, operator, admin)".into())
+        Err(
+            "a role is 1-64 characters of a-z, 0-9, '-' and '_' (e.g. monitor, operator, admin)"
+                .into(),
+        )
     }
 }
 
@@ -114,7 +121,11 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        PkiCommand::Revoke { name, serial, fingerprint } => {
+        PkiCommand::Revoke {
+            name,
+            serial,
+            fingerprint,
+        } => {
             let ca = load_ca(&home)?;
             let selector = match (name, serial, fingerprint) {
                 (Some(n), _, _) => Selector::Name(n.clone()),
@@ -127,23 +138,44 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> anyhow::Result<()> {
                 println!("already revoked; CRL rewritten");
             }
             for r in &revoked {
-                println!("revoked {} (serial {})", if r.name.is_empty() { "?" } else { &r.name }, r.serial);
+                println!(
+                    "revoked {} (serial {})",
+                    if r.name.is_empty() { "?" } else { &r.name },
+                    r.serial
+                );
             }
-            println!("CRL: {} — copy it to the agents and reload them (SIGHUP)", home.crl().display());
+            println!(
+                "CRL: {} — copy it to the agents and reload them (SIGHUP)",
+                home.crl().display()
+            );
             Ok(())
         }
         PkiCommand::List => {
-            let revoked: std::collections::HashSet<String> =
-                crl::list_revoked(&home)?.into_iter().map(|r| r.serial).collect();
-            println!("{:<11} {:<28} {:<9} {:<10} {:<8} SERIAL", "KIND", "NAME", "ROLE", "EXPIRES", "STATUS");
+            let revoked: std::collections::HashSet<String> = crl::list_revoked(&home)?
+                .into_iter()
+                .map(|r| r.serial)
+                .collect();
+            println!(
+                "{:<11} {:<28} {:<9} {:<10} {:<8} SERIAL",
+                "KIND", "NAME", "ROLE", "EXPIRES", "STATUS"
+            );
             for r in crl::list_issued(&home)? {
                 let expires = time::OffsetDateTime::from_unix_timestamp(r.not_after_unix)
                     .map(|t| t.date().to_string())
                     .unwrap_or_default();
-                let status = if revoked.contains(&r.serial) { "revoked" } else { "valid" };
+                let status = if revoked.contains(&r.serial) {
+                    "revoked"
+                } else {
+                    "valid"
+                };
                 println!(
                     "{:<11} {:<28} {:<9} {:<10} {:<8} {}",
-                    r.kind, r.name, r.role.as_deref().unwrap_or("-"), expires, status, r.serial
+                    r.kind,
+                    r.name,
+                    r.role.as_deref().unwrap_or("-"),
+                    expires,
+                    status,
+                    r.serial
                 );
             }
             Ok(())

@@ -214,7 +214,11 @@ impl Ca {
             ));
         }
         params.subject_alt_names = sans;
-        let serial = params.serial_number.as_ref().map(|s| hex(&s.to_bytes())).unwrap_or_default();
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(|s| hex(&s.to_bytes()))
+            .unwrap_or_default();
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
             cert_pem: cert.pem(),
@@ -272,16 +276,18 @@ pub fn ensure_local(home: &Home) -> Result<bool> {
             IpAddr::from([127, 0, 0, 1]),
             IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
         ];
-        ca.issue(&opts)?
-            .write(&home.agent_cert(), &home.agent_key())?;
+        let issued = ca.issue(&opts)?;
+        issued.write(&home.agent_cert(), &home.agent_key())?;
+        crate::crl::record_issued(home, &opts, &issued)?;
         tracing::info!(name = %host, "issued this machine's agent certificate");
     }
     if !(home.controller_cert().exists() && home.controller_key().exists()) {
         let name = format!("{}@{host}", local_user());
         let mut opts = IssueOptions::new(CertKind::Controller, name.clone());
         opts.role = Some("admin".into());
-        ca.issue(&opts)?
-            .write(&home.controller_cert(), &home.controller_key())?;
+        let issued = ca.issue(&opts)?;
+        issued.write(&home.controller_cert(), &home.controller_key())?;
+        crate::crl::record_issued(home, &opts, &issued)?;
         tracing::info!(%name, "issued this machine's controller certificate");
     }
     Ok(true)

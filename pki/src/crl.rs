@@ -67,18 +67,28 @@ pub enum Selector {
 }
 
 fn normalise_hex(s: &str) -> String {
-    s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase()
+    s.chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 fn append_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut line = serde_json::to_string(record).map_err(|e| PkiError::Index {
         path: path.to_path_buf(),
         line: 0,
         message: e.to_string(),
     })?;
     line.push('\n');
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
     file.write_all(line.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)
 }
@@ -87,7 +97,12 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(PkiError::Io { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(PkiError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     text.lines()
         .enumerate()
@@ -152,19 +167,32 @@ pub fn revoke(home: &Home, ca: &Ca, selector: &Selector) -> Result<Vec<RevokedRe
         Selector::Name(name) => issued
             .iter()
             .filter(|r| &r.name == name)
-            .map(|r| RevokedRecord { serial: r.serial.clone(), name: r.name.clone(), fingerprint: r.fingerprint.clone(), revoked_unix: now })
+            .map(|r| RevokedRecord {
+                serial: r.serial.clone(),
+                name: r.name.clone(),
+                fingerprint: r.fingerprint.clone(),
+                revoked_unix: now,
+            })
             .collect(),
         Selector::Fingerprint(fp) => {
             let fp = normalise_hex(fp);
             issued
                 .iter()
                 .filter(|r| r.fingerprint == fp)
-                .map(|r| RevokedRecord { serial: r.serial.clone(), name: r.name.clone(), fingerprint: r.fingerprint.clone(), revoked_unix: now })
+                .map(|r| RevokedRecord {
+                    serial: r.serial.clone(),
+                    name: r.name.clone(),
+                    fingerprint: r.fingerprint.clone(),
+                    revoked_unix: now,
+                })
                 .collect()
         }
         Selector::Serial(serial) => {
             let serial = normalise_hex(serial);
-            if serial.is_empty() || !serial.chars().all(|c| c.is_ascii_hexdigit()) || serial.len() > 40 {
+            if serial.is_empty()
+                || !serial.chars().all(|c| c.is_ascii_hexdigit())
+                || serial.len() > 40
+            {
                 return Err(PkiError::NotFound(serial));
             }
             let known = issued.iter().find(|r| r.serial == serial);
@@ -204,7 +232,11 @@ pub fn write_crl(home: &Home, ca: &Ca) -> Result<()> {
     for r in &revoked {
         let bytes = (0..r.serial.len())
             .step_by(2)
-            .filter_map(|i| r.serial.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .filter_map(|i| {
+                r.serial
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
             .collect::<Vec<u8>>();
         revoked_certs.push(RevokedCertParams {
             serial_number: SerialNumber::from_slice(&bytes),
@@ -232,7 +264,10 @@ pub fn write_crl(home: &Home, ca: &Ca) -> Result<()> {
 pub fn load(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
     let crls = CertificateRevocationListDer::pem_file_iter(path)
         .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| PkiError::Pem { path: path.to_path_buf(), what: e.to_string() })?;
+        .map_err(|e| PkiError::Pem {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        })?;
     if crls.is_empty() {
         return Err(PkiError::Pem {
             path: path.to_path_buf(),
@@ -248,7 +283,11 @@ pub fn revoked_serials(crls: &[CertificateRevocationListDer<'_>]) -> HashSet<Str
     let mut out = HashSet::new();
     for crl in crls {
         if let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl.as_ref()) {
-            out.extend(parsed.iter_revoked_certificates().map(|r| crate::ca::hex(r.raw_serial())));
+            out.extend(
+                parsed
+                    .iter_revoked_certificates()
+                    .map(|r| crate::ca::hex(r.raw_serial())),
+            );
         }
     }
     out
@@ -275,11 +314,22 @@ mod tests {
         let crls = load(&home.crl()).unwrap();
         assert!(revoked_serials(&crls).contains(&issued.serial));
         // Idempotent: revoking again adds nothing.
-        assert!(revoke(&home, &ca, &Selector::Name("lost-laptop".into())).unwrap().is_empty());
+        assert!(
+            revoke(&home, &ca, &Selector::Name("lost-laptop".into()))
+                .unwrap()
+                .is_empty()
+        );
         // Unknown names are an error, not a silent no-op.
-        assert!(matches!(revoke(&home, &ca, &Selector::Name("nobody".into())), Err(PkiError::NotFound(_))));
+        assert!(matches!(
+            revoke(&home, &ca, &Selector::Name("nobody".into())),
+            Err(PkiError::NotFound(_))
+        ));
         // By fingerprint with colons and capitals.
         let fp = issued.fingerprint.to_uppercase();
-        assert!(revoke(&home, &ca, &Selector::Fingerprint(fp)).unwrap().is_empty());
+        assert!(
+            revoke(&home, &ca, &Selector::Fingerprint(fp))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -13,8 +13,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
@@ -180,7 +180,12 @@ pub fn identity(cert: &CertificateDer<'_>) -> Identity {
             });
         }
     }
-    Identity { name, fingerprint, role, serial }
+    Identity {
+        name,
+        fingerprint,
+        role,
+        serial,
+    }
 }
 
 /// SHA-256 of a certificate's DER, lower-case hex.
