@@ -12,6 +12,7 @@
 //! - [`access`]: TLS config, policy and revocations, swapped as a whole on SIGHUP.
 //! - [`policy`]: roles and per-agent narrowing: who may do what.
 //! - [`audit`]: one JSON line per request; power actions fail closed without it.
+//! - [`cli`]: the clap definitions of the command line.
 //! - [`settings`]: the TOML configuration file.
 //! - [`listener`]: binding the listening socket (SO_REUSEADDR, dual-stack, deep backlog).
 //! - [`server`]: [`run`], the accept loop, connection cap and graceful shutdown.
@@ -24,6 +25,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod connection;

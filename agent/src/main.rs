@@ -7,99 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use lightsout_agent::access::{Access, AccessSources};
 use lightsout_agent::audit::{self, AuditLog};
+use lightsout_agent::cli::{AgentCommand, Args, AuditCommand};
 use lightsout_agent::policy::PolicyFile;
 use lightsout_agent::settings::FileSettings;
 use lightsout_agent::{Config, Limits, listener};
 use lightsout_pki::{Home, TlsFiles};
 use lightsout_protocol::DEFAULT_PORT;
-
-/// The lightsout agent: answers health checks and carries out whitelisted power actions
-/// (shutdown, restart, cancel) for controllers holding a certificate from the lab CA.
-#[derive(Debug, Parser)]
-#[command(name = "lightsout-agent", version, about, long_about = None)]
-struct Args {
-    #[command(subcommand)]
-    command: Option<AgentCommand>,
-
-    /// Configuration file (TOML; see agent.example.toml). Command-line options and
-    /// environment variables override it.
-    #[arg(long, global = true, env = "LIGHTSOUT_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    /// Validate the configuration (file, certificates, CRL, policy) and exit: 0 if usable,
-    /// 2 with a precise message if not.
-    #[arg(long)]
-    check_config: bool,
-
-    /// Address to listen on: ADDR:PORT, ADDR (default port) or PORT. `[::]` listens on all
-    /// interfaces, IPv4 and IPv6 [default: [::]:7474].
-    #[arg(long, env = "LIGHTSOUT_LISTEN")]
-    listen: Option<String>,
-
-    /// Home directory holding the certificates [default: $LIGHTSOUT_HOME, else
-    /// ~/.config/lightsout]. Created, with a new CA, on first use.
-    #[arg(long, global = true, env = "LIGHTSOUT_HOME")]
-    home: Option<PathBuf>,
-
-    /// CA certificate controllers must chain to [default: HOME/ca.pem].
-    #[arg(long, requires_all = ["cert", "key"])]
-    ca: Option<PathBuf>,
-    /// This agent's certificate [default: HOME/agent.pem].
-    #[arg(long, requires_all = ["ca", "key"])]
-    cert: Option<PathBuf>,
-    /// This agent's private key [default: HOME/agent-key.pem].
-    #[arg(long, requires_all = ["ca", "cert"])]
-    key: Option<PathBuf>,
-    /// Certificate revocation list [default: HOME/crl.pem if it exists]. Reloaded on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    crl: Option<PathBuf>,
-
-    /// Audit log, one JSON line per request [default: HOME/audit.jsonl].
-    #[arg(long, global = true, value_name = "FILE")]
-    audit_log: Option<PathBuf>,
-
-    /// Rehearse: answer every power request with the exact command line, execute nothing.
-    #[arg(long)]
-    dry_run: bool,
-
-    /// Run this program instead of the system's `shutdown`, with the same arguments. For
-    /// tests and demonstrations: a harmless stand-in exercises the real execution path.
-    #[arg(long, value_name = "PATH")]
-    power_command: Option<PathBuf>,
-
-    /// Most connections served at once; more are closed immediately [default: 512].
-    #[arg(long)]
-    max_connections: Option<usize>,
-    /// Seconds a client has to complete the TLS handshake [default: 10].
-    #[arg(long, value_name = "SECS")]
-    handshake_timeout: Option<u64>,
-    /// Seconds a connection may stay silent between requests [default: 30].
-    #[arg(long, value_name = "SECS")]
-    idle_timeout: Option<u64>,
-}
-
-#[derive(Debug, Subcommand)]
-enum AgentCommand {
-    /// Read the audit log.
-    #[command(subcommand)]
-    Audit(AuditCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum AuditCommand {
-    /// Print the most recent entries, oldest first.
-    Tail {
-        /// How many entries.
-        #[arg(short = 'n', long, default_value_t = 20)]
-        lines: usize,
-        /// Print the raw JSON lines.
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(addr) = s.parse::<SocketAddr>() {

@@ -2,6 +2,8 @@
 //! of them in parallel, and reports each host's outcome.
 //!
 //! # Layout
+//! - [`cli`]: the clap definitions of the command line.
+//! - [`pki_cmd`]: `lightsout pki ...`.
 //! - [`target`]: parsing `host`, `host:port`, `[v6]:port`.
 //! - [`duration`]: parsing `90`, `90s`, `5m`, `1h30m`.
 //! - [`client`]: one connection to one agent: connect, handshake, request/response.
@@ -9,10 +11,12 @@
 //! - [`fanout`]: many hosts at once, with a concurrency cap and a per-host deadline.
 //! - [`report`]: the human table and the `--json` document; sanitises agent text.
 
+pub mod cli;
 pub mod client;
 pub mod duration;
 pub mod error;
 pub mod fanout;
+pub mod pki_cmd;
 pub mod report;
 pub mod target;
 

@@ -1,109 +1,16 @@
 //! `lightsout`: the controller CLI. Flags become a validated plan before any socket opens;
 //! the exit code says all-ok (0), some-failed (1) or usage/configuration error (2).
 
-mod pki_cmd;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+use lightsout_controller::cli::{Cli, Command, Global, PowerArgs};
 use lightsout_controller::fanout::new_request_id;
-use lightsout_controller::{FanOut, Target, duration, report};
+use lightsout_controller::{FanOut, Target, pki_cmd, report};
 use lightsout_pki::{Home, TlsFiles};
 use lightsout_protocol::{PowerParams, Request, RequestEnvelope};
-
-/// lightsout: health checks, shutdown and restart for a room of lab machines, over mutual TLS.
-#[derive(Debug, Parser)]
-#[command(name = "lightsout", version, about, long_about = None)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Args)]
-struct Global {
-    /// Home directory holding the certificates [default: $LIGHTSOUT_HOME, else
-    /// ~/.config/lightsout]. Created, with a new CA, on first use.
-    #[arg(long, global = true, env = "LIGHTSOUT_HOME")]
-    home: Option<PathBuf>,
-    /// CA certificate agents must chain to [default: HOME/ca.pem].
-    #[arg(long, global = true)]
-    ca: Option<PathBuf>,
-    /// Our client certificate [default: HOME/controller.pem].
-    #[arg(long, global = true)]
-    cert: Option<PathBuf>,
-    /// Our private key [default: HOME/controller-key.pem].
-    #[arg(long, global = true)]
-    key: Option<PathBuf>,
-    /// Revocation list: refuse agents whose certificate it lists [default: HOME/crl.pem if
-    /// it exists].
-    #[arg(long, global = true, value_name = "FILE")]
-    crl: Option<PathBuf>,
-    /// Deadline per host (connect, handshake, answer): 5s, 500ms, 1m.
-    #[arg(long, global = true, default_value = "5s", value_parser = duration::parse_timeout)]
-    timeout: Duration,
-    /// Most hosts contacted at once.
-    #[arg(long, global = true, default_value_t = 256)]
-    parallel: usize,
-    /// Name every agent certificate must match, instead of the host as typed.
-    #[arg(long, global = true, value_name = "NAME")]
-    tls_name: Option<String>,
-    /// Print one JSON document instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Health check: each agent returns the payload and a health snapshot.
-    Echo {
-        /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
-        #[arg(required = true, value_name = "TARGET")]
-        targets: Vec<String>,
-        /// Text the agents send back.
-        #[arg(long, default_value = "ping")]
-        payload: String,
-    },
-    /// Power machines off.
-    Shutdown(PowerArgs),
-    /// Restart machines.
-    Restart(PowerArgs),
-    /// Abort pending shutdowns and restarts.
-    Cancel {
-        /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
-        #[arg(required = true, value_name = "TARGET")]
-        targets: Vec<String>,
-        /// Report what would be done, do nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Certificates: create the CA, issue agent and controller certificates.
-    #[command(subcommand)]
-    Pki(pki_cmd::PkiCommand),
-}
-
-#[derive(Debug, Args)]
-struct PowerArgs {
-    /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
-    #[arg(required = true, value_name = "TARGET")]
-    targets: Vec<String>,
-    /// Wait before acting: 90 (seconds), 90s, 5m, 1h.
-    #[arg(long, default_value = "0", value_parser = duration::parse)]
-    delay: Duration,
-    /// Message shown to logged-in users.
-    #[arg(long)]
-    message: Option<String>,
-    /// Report exactly what would run on each host, execute nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Replace an action already pending on a host instead of being refused.
-    #[arg(long)]
-    replace: bool,
-}
 
 /// Failure before any host was contacted: exit code 2.
 struct UsageError(anyhow::Error);

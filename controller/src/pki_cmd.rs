@@ -1,91 +1,13 @@
 //! `lightsout pki ...`: the CA and certificates for other machines.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
-use lightsout_pki::ca::{self, DEFAULT_VALIDITY_DAYS};
+use lightsout_pki::ca;
+
+use crate::cli::{IssueCommand, PkiCommand};
 use lightsout_pki::crl::{self, Selector};
 use lightsout_pki::{Ca, CertKind, Home, IssueOptions};
-
-#[derive(Debug, Subcommand)]
-pub enum PkiCommand {
-    /// Create the lab CA in the home directory (plus this machine's agent and controller
-    /// certificates). Does nothing if a CA exists.
-    Init,
-    /// Issue a certificate signed by the lab CA, for another machine.
-    #[command(subcommand)]
-    Issue(IssueCommand),
-    /// Revoke certificates (a lost laptop, a retired machine) and rewrite the CRL. Then copy
-    /// HOME/crl.pem to the agents and reload them (SIGHUP / systemctl reload).
-    Revoke {
-        /// Common name: every certificate issued under it is revoked.
-        #[arg(required_unless_present_any = ["serial", "fingerprint"], conflicts_with_all = ["serial", "fingerprint"])]
-        name: Option<String>,
-        /// Revoke by serial number (hex).
-        #[arg(long, conflicts_with = "fingerprint")]
-        serial: Option<String>,
-        /// Revoke by SHA-256 fingerprint (hex).
-        #[arg(long)]
-        fingerprint: Option<String>,
-    },
-    /// List the certificates this CA issued, and which are revoked.
-    List,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum IssueCommand {
-    /// A certificate for an agent: NAME (its host name) plus any --ip/--dns controllers will dial.
-    Agent {
-        /// Host name, also used as a DNS name in the certificate.
-        name: String,
-        /// IP address controllers use to reach it (repeatable).
-        #[arg(long = "ip")]
-        ips: Vec<IpAddr>,
-        /// Additional DNS name (repeatable).
-        #[arg(long = "dns")]
-        dns: Vec<String>,
-        #[command(flatten)]
-        out: OutArgs,
-    },
-    /// A certificate for a controller (an administrator or a monitoring box).
-    Controller {
-        /// Name recorded in agents' logs, e.g. alice@laptop.
-        name: String,
-        /// Role carried in the certificate: monitor (echo), operator (echo, restart, cancel),
-        /// admin (everything), or a custom role defined in agents' policies.
-        #[arg(long, value_parser = parse_role)]
-        role: String,
-        #[command(flatten)]
-        out: OutArgs,
-    },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct OutArgs {
-    /// Directory to write NAME.pem and NAME-key.pem to [default: HOME/issued].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Validity in days.
-    #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
-    days: u32,
-}
-
-fn parse_role(s: &str) -> Result<String, String> {
-    if !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
-        Ok(s.to_owned())
-    } else {
-        Err(
-            "a role is 1-64 characters of a-z, 0-9, '-' and '_' (e.g. monitor, operator, admin)"
-                .into(),
-        )
-    }
-}
 
 fn load_ca(home: &Home) -> anyhow::Result<Ca> {
     if !home.ca_key().exists() {

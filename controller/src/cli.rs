@@ -1,0 +1,180 @@
+//! The command line, as clap types. Kept in the library so that shell completions and man
+//! pages are generated from the very definitions the binary parses.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lightsout_pki::ca::DEFAULT_VALIDITY_DAYS;
+
+use crate::duration;
+
+/// lightsout: health checks, shutdown and restart for a room of lab machines, over mutual TLS.
+#[derive(Debug, Parser)]
+#[command(name = "lightsout", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Home directory holding the certificates [default: $LIGHTSOUT_HOME, else
+    /// ~/.config/lightsout]. Created, with a new CA, on first use.
+    #[arg(long, global = true, env = "LIGHTSOUT_HOME")]
+    pub home: Option<PathBuf>,
+    /// CA certificate agents must chain to [default: HOME/ca.pem].
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
+    /// Our client certificate [default: HOME/controller.pem].
+    #[arg(long, global = true)]
+    pub cert: Option<PathBuf>,
+    /// Our private key [default: HOME/controller-key.pem].
+    #[arg(long, global = true)]
+    pub key: Option<PathBuf>,
+    /// Revocation list: refuse agents whose certificate it lists [default: HOME/crl.pem if
+    /// it exists].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub crl: Option<PathBuf>,
+    /// Deadline per host (connect, handshake, answer): 5s, 500ms, 1m.
+    #[arg(long, global = true, default_value = "5s", value_parser = duration::parse_timeout)]
+    pub timeout: Duration,
+    /// Most hosts contacted at once.
+    #[arg(long, global = true, default_value_t = 256)]
+    pub parallel: usize,
+    /// Name every agent certificate must match, instead of the host as typed.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub tls_name: Option<String>,
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Health check: each agent returns the payload and a health snapshot.
+    Echo {
+        /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Text the agents send back.
+        #[arg(long, default_value = "ping")]
+        payload: String,
+    },
+    /// Power machines off.
+    Shutdown(PowerArgs),
+    /// Restart machines.
+    Restart(PowerArgs),
+    /// Abort pending shutdowns and restarts.
+    Cancel {
+        /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Report what would be done, do nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Certificates: create the CA, issue agent and controller certificates.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Wait before acting: 90 (seconds), 90s, 5m, 1h.
+    #[arg(long, default_value = "0", value_parser = duration::parse)]
+    pub delay: Duration,
+    /// Message shown to logged-in users.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Report exactly what would run on each host, execute nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace an action already pending on a host instead of being refused.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the lab CA in the home directory (plus this machine's agent and controller
+    /// certificates). Does nothing if a CA exists.
+    Init,
+    /// Issue a certificate signed by the lab CA, for another machine.
+    #[command(subcommand)]
+    Issue(IssueCommand),
+    /// Revoke certificates (a lost laptop, a retired machine) and rewrite the CRL. Then copy
+    /// HOME/crl.pem to the agents and reload them (SIGHUP / systemctl reload).
+    Revoke {
+        /// Common name: every certificate issued under it is revoked.
+        #[arg(required_unless_present_any = ["serial", "fingerprint"], conflicts_with_all = ["serial", "fingerprint"])]
+        name: Option<String>,
+        /// Revoke by serial number (hex).
+        #[arg(long, conflicts_with = "fingerprint")]
+        serial: Option<String>,
+        /// Revoke by SHA-256 fingerprint (hex).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// List the certificates this CA issued, and which are revoked.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssueCommand {
+    /// A certificate for an agent: NAME (its host name) plus any --ip/--dns controllers will dial.
+    Agent {
+        /// Host name, also used as a DNS name in the certificate.
+        name: String,
+        /// IP address controllers use to reach it (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
+        /// Additional DNS name (repeatable).
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// A certificate for a controller (an administrator or a monitoring box).
+    Controller {
+        /// Name recorded in agents' logs, e.g. alice@laptop.
+        name: String,
+        /// Role carried in the certificate: monitor (echo), operator (echo, restart, cancel),
+        /// admin (everything), or a custom role defined in agents' policies.
+        #[arg(long, value_parser = parse_role)]
+        role: String,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OutArgs {
+    /// Directory to write NAME.pem and NAME-key.pem to [default: HOME/issued].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Validity in days.
+    #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+    pub days: u32,
+}
+
+fn parse_role(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            "a role is 1-64 characters of a-z, 0-9, '-' and '_' (e.g. monitor, operator, admin)"
+                .into(),
+        )
+    }
+}
