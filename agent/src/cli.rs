@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// The lightsout agent: answers health checks and carries out whitelisted power actions
 /// (shutdown, restart, cancel) for controllers holding a certificate from the lab CA.
@@ -17,6 +17,16 @@ pub struct Args {
     /// environment variables override it.
     #[arg(long, global = true, env = "LIGHTSOUT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Log format on stderr: `text` for people, `json` for log shippers [default: text].
+    #[arg(long, global = true, env = "LIGHTSOUT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// More log output (-v debug, -vv trace). `RUST_LOG` overrides both -v and -q.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (-q warnings, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
 
     /// Validate the configuration (file, certificates, CRL, policy) and exit: 0 if usable,
     /// 2 with a precise message if not.
@@ -33,6 +43,10 @@ pub struct Args {
     #[arg(long, global = true, env = "LIGHTSOUT_HOME")]
     pub home: Option<PathBuf>,
 
+    /// One file holding this agent's certificate, the CA certificate and the key, as written
+    /// by `lightsout pki issue agent NAME --bundle FILE`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ca", "cert", "key"])]
+    pub bundle: Option<PathBuf>,
     /// CA certificate controllers must chain to [default: HOME/ca.pem].
     #[arg(long, requires_all = ["cert", "key"])]
     pub ca: Option<PathBuf>,
@@ -72,6 +86,13 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -88,4 +109,14 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use lightsout_agent::access::{Access, AccessSources};
 use lightsout_agent::audit::{self, AuditLog};
-use lightsout_agent::cli::{AgentCommand, Args, AuditCommand};
+use lightsout_agent::cli::{AgentCommand, Args, AuditCommand, LogFormat};
 use lightsout_agent::policy::PolicyFile;
 use lightsout_agent::settings::FileSettings;
 use lightsout_agent::{Config, Limits, listener};
@@ -62,15 +62,18 @@ fn audit_path(args: &Args, file: &FileSettings, home: &Home) -> PathBuf {
         .unwrap_or_else(|| home.dir().join("audit.jsonl"))
 }
 
-fn resolve(args: &Args) -> anyhow::Result<Resolved> {
-    let file = file_settings(args)?;
-    let home = resolve_home(args, &file)?;
+fn resolve(args: &Args, file: &FileSettings) -> anyhow::Result<Resolved> {
+    let home = resolve_home(args, file)?;
     let tls = match (&args.ca, &args.cert, &args.key, &file.tls) {
+        _ if args.bundle.is_some() => TlsFiles::bundle(args.bundle.clone().unwrap_or_default()),
         (Some(ca), Some(cert), Some(key), _) => TlsFiles {
             ca: ca.clone(),
             cert: cert.clone(),
             key: key.clone(),
         },
+        (_, _, _, t) if t.bundle.is_some() && args.ca.is_none() => {
+            TlsFiles::bundle(t.bundle.clone().unwrap_or_default())
+        }
         (_, _, _, t) if t.ca.is_some() => TlsFiles {
             ca: t.ca.clone().unwrap_or_default(),
             cert: t.cert.clone().unwrap_or_default(),
@@ -113,7 +116,7 @@ fn resolve(args: &Args) -> anyhow::Result<Resolved> {
             bail!("power command {}: no such file", cmd.display());
         }
     }
-    let audit = Arc::new(AuditLog::new(audit_path(args, &file, &home)));
+    let audit = Arc::new(AuditLog::new(audit_path(args, file, &home)));
     let defaults = Limits::default();
     let secs = |cli: Option<u64>, file: Option<u64>, default: Duration| {
         cli.or(file)
@@ -243,10 +246,9 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn audit_tail(args: &Args, lines: usize, json: bool) -> anyhow::Result<()> {
-    let file = file_settings(args)?;
-    let home = resolve_home(args, &file)?;
-    let path = audit_path(args, &file, &home);
+fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> anyhow::Result<()> {
+    let home = resolve_home(args, file)?;
+    let path = audit_path(args, file, &home);
     let entries = audit::tail(&path, lines)
         .with_context(|| format!("cannot read the audit log {}", path.display()))?;
     for entry in entries {
@@ -264,8 +266,8 @@ fn audit_tail(args: &Args, lines: usize, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_config(args: &Args) -> anyhow::Result<()> {
-    let resolved = resolve(args)?;
+fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
+    let resolved = resolve(args, file)?;
     let state = resolved.access.current();
     println!("configuration OK");
     println!("  listen: {}", resolved.listen);
@@ -276,30 +278,68 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
+fn init_logging(args: &Args, file: &FileSettings) {
+    let level = match (args.verbose, args.quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let result = match &args.command {
-        Some(AgentCommand::Audit(AuditCommand::Tail { lines, json })) => {
-            audit_tail(&args, *lines, *json)
+        .with_env_filter(filter);
+    match args
+        .log_format
+        .or(file.log_format)
+        .unwrap_or(LogFormat::Text)
+    {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.command {
+        Some(AgentCommand::Completions { shell }) => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "lightsout-agent", &mut std::io::stdout());
+            return Ok(());
         }
-        None if args.check_config => check_config(&args),
-        None => resolve(&args).and_then(|resolved| {
+        Some(AgentCommand::Man) => {
+            let cmd = <Args as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .section("8")
+                .render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let file = file_settings(args)?;
+    init_logging(args, &file);
+    match &args.command {
+        Some(AgentCommand::Audit(AuditCommand::Tail { lines, json })) => {
+            audit_tail(args, &file, *lines, *json)
+        }
+        _ if args.check_config => check_config(args, &file),
+        _ => {
+            let resolved = resolve(args, &file)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")?;
             runtime.block_on(serve(resolved))
-        }),
-    };
-    match result {
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(&args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lightsout-agent: error: {e:#}");

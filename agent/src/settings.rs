@@ -23,6 +23,8 @@ pub struct FileSettings {
     pub dry_run: Option<bool>,
     /// Stand-in for the system's `shutdown` (tests, demonstrations).
     pub power_command: Option<PathBuf>,
+    /// Log format: `text` or `json`.
+    pub log_format: Option<crate::cli::LogFormat>,
     /// Certificates and revocation list.
     #[serde(default)]
     pub tls: TlsSection,
@@ -37,10 +39,12 @@ pub struct FileSettings {
     pub policy: PolicyFile,
 }
 
-/// `[tls]`
+/// `[tls]`: a bundle, or the three separate files.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
+    /// One file: this agent's certificate, the CA certificate, the key.
+    pub bundle: Option<PathBuf>,
     /// CA certificate controllers must chain to.
     pub ca: Option<PathBuf>,
     /// This agent's certificate.
@@ -170,6 +174,11 @@ impl FileSettings {
         if given != 0 && given != 3 {
             return Err(invalid("tls.ca, tls.cert and tls.key go together".into()));
         }
+        if given != 0 && tls.bundle.is_some() {
+            return Err(invalid(
+                "tls.bundle replaces tls.ca, tls.cert and tls.key: give one or the other".into(),
+            ));
+        }
         // Relative paths are relative to the file, not to wherever the agent was started.
         let base = path.parent().unwrap_or(Path::new("."));
         let rebase = |p: &mut Option<PathBuf>| {
@@ -181,6 +190,7 @@ impl FileSettings {
         };
         rebase(&mut settings.home);
         rebase(&mut settings.power_command);
+        rebase(&mut settings.tls.bundle);
         rebase(&mut settings.tls.ca);
         rebase(&mut settings.tls.cert);
         rebase(&mut settings.tls.key);

@@ -51,6 +51,9 @@ pub struct Global {
     /// Print one JSON document instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// More diagnostics on stderr (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +83,13 @@ pub enum Command {
     /// Certificates: create the CA, issue agent and controller certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -157,8 +167,12 @@ pub enum IssueCommand {
 #[derive(Debug, clap::Args)]
 pub struct OutArgs {
     /// Directory to write NAME.pem and NAME-key.pem to [default: HOME/issued].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bundle")]
     pub out: Option<PathBuf>,
+    /// Write one file instead: the certificate, the CA certificate and the key (mode 0600),
+    /// for `lightsout-agent --bundle FILE` or `[tls] bundle` in its configuration.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
     /// Validity in days.
     #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
     pub days: u32,

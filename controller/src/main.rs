@@ -84,6 +84,18 @@ fn power_request(args: &PowerArgs, restart: bool) -> Result<(Request, bool), Usa
 
 async fn run(cli: Cli) -> Result<bool, UsageError> {
     let (name, raw_targets, request, dry_run) = match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "lightsout", &mut std::io::stdout());
+            return Ok(true);
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map(|()| true)
+                .map_err(|e| UsageError(e.into()));
+        }
         Command::Pki(cmd) => {
             return pki_cmd::run(cmd, cli.global.home.as_deref())
                 .map(|()| true)
@@ -128,8 +140,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(match cli.global.verbose {
+                    0 => "warn",
+                    1 => "debug",
+                    _ => "trace",
+                })
+            }),
         )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -129,20 +129,29 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> anyhow::Result<()> {
                 bail!("invalid name {:?}: use a host or user name", opts.name);
             }
             let issued = ca.issue(&opts)?;
-            let dir = out.out.clone().unwrap_or_else(|| home.issued_dir());
-            let cert = dir.join(format!("{}.pem", opts.name));
-            let key = dir.join(format!("{}-key.pem", opts.name));
-            issued.write(&cert, &key)?;
             crl::record_issued(&home, &opts, &issued)?;
-            println!("certificate: {}", cert.display());
-            println!(
-                "private key: {} (mode 0600; copy it to the machine securely)",
-                key.display()
-            );
-            println!(
-                "CA certificate to install with it: {}",
-                home.ca_cert().display()
-            );
+            if let Some(bundle) = &out.bundle {
+                issued.write_bundle(bundle, ca.cert_pem())?;
+                println!(
+                    "bundle (certificate, CA certificate, key; mode 0600): {}",
+                    bundle.display()
+                );
+                println!("copy it to the machine securely, e.g. /etc/lightsout/agent-bundle.pem");
+            } else {
+                let dir = out.out.clone().unwrap_or_else(|| home.issued_dir());
+                let cert = dir.join(format!("{}.pem", opts.name));
+                let key = dir.join(format!("{}-key.pem", opts.name));
+                issued.write(&cert, &key)?;
+                println!("certificate: {}", cert.display());
+                println!(
+                    "private key: {} (mode 0600; copy it to the machine securely)",
+                    key.display()
+                );
+                println!(
+                    "CA certificate to install with it: {}",
+                    home.ca_cert().display()
+                );
+            }
             Ok(())
         }
     }

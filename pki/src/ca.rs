@@ -95,6 +95,22 @@ impl Issued {
     }
 }
 
+impl Issued {
+    /// Writes one file (mode 0600) holding this certificate, the CA certificate and the
+    /// private key — everything a machine needs, in one copy.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write_bundle(&self, path: &Path, ca_cert_pem: &str) -> Result<()> {
+        let text = format!(
+            "# lightsout bundle: this machine's certificate, the lab CA certificate, the private key.\n\
+             # Keep it private (mode 0600).\n{}{}{}",
+            self.cert_pem, ca_cert_pem, self.key_pem
+        );
+        write_file(path, text.as_bytes(), true)
+    }
+}
+
 /// The lab certificate authority.
 #[derive(Debug)]
 pub struct Ca {

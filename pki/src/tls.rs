@@ -54,17 +54,60 @@ impl TlsFiles {
     }
 }
 
+impl TlsFiles {
+    /// One bundle file (`lightsout pki issue ... --bundle`): our certificate first, then the
+    /// CA certificate, then our private key.
+    pub fn bundle(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Self {
+            ca: path.clone(),
+            cert: path.clone(),
+            key: path,
+        }
+    }
+
+    /// Whether the three files are one bundle.
+    pub fn is_bundle(&self) -> bool {
+        self.ca == self.cert && self.cert == self.key
+    }
+}
+
+/// What a TLS endpoint is built from, read from separate files or a bundle.
+struct Material {
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+fn material(files: &TlsFiles) -> Result<Material> {
+    let (chain, anchors) = if files.is_bundle() {
+        let mut certs = load::certs(&files.cert)?;
+        if certs.len() < 2 {
+            return Err(crate::PkiError::Pem {
+                path: files.cert.clone(),
+                what: "a bundle holds our certificate, then the CA certificate, then the key"
+                    .into(),
+            });
+        }
+        let anchors = certs.split_off(1);
+        (certs, anchors)
+    } else {
+        (load::certs(&files.cert)?, load::certs(&files.ca)?)
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in anchors {
+        roots.add(cert)?;
+    }
+    Ok(Material {
+        roots: Arc::new(roots),
+        chain,
+        key: load::private_key(&files.key)?,
+    })
+}
+
 /// The one crypto provider lightsout uses (see the module docs for why ring).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn roots(files: &TlsFiles) -> Result<Arc<RootCertStore>> {
-    let mut roots = RootCertStore::empty();
-    for cert in load::certs(&files.ca)? {
-        roots.add(cert)?;
-    }
-    Ok(Arc::new(roots))
 }
 
 /// The agent's TLS configuration: TLS 1.3, client certificates required and verified against
@@ -87,7 +130,8 @@ pub fn server_config_with_crls(
     files: &TlsFiles,
     crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<ServerConfig>> {
-    let mut builder = WebPkiClientVerifier::builder_with_provider(roots(files)?, provider());
+    let Material { roots, chain, key } = material(files)?;
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
     if !crls.is_empty() {
         builder = builder.with_crls(crls).only_check_end_entity_revocation();
     }
@@ -95,7 +139,7 @@ pub fn server_config_with_crls(
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(load::certs(&files.cert)?, load::private_key(&files.key)?)?;
+        .with_single_cert(chain, key)?;
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
@@ -118,19 +162,19 @@ pub fn client_config_with_crls(
     files: &TlsFiles,
     crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<ClientConfig>> {
+    let Material { roots, chain, key } = material(files)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
     let builder = if crls.is_empty() {
-        builder.with_root_certificates(roots(files)?)
+        builder.with_root_certificates(roots)
     } else {
-        let verifier = WebPkiServerVerifier::builder_with_provider(roots(files)?, provider())
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
             .with_crls(crls)
             .only_check_end_entity_revocation()
             .build()?;
         builder.with_webpki_verifier(verifier)
     };
-    let mut config =
-        builder.with_client_auth_cert(load::certs(&files.cert)?, load::private_key(&files.key)?)?;
+    let mut config = builder.with_client_auth_cert(chain, key)?;
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
@@ -197,6 +241,26 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 mod tests {
     use super::*;
     use crate::ca::{Ca, CertKind, IssueOptions};
+
+    #[test]
+    fn a_bundle_is_enough_for_an_agent() {
+        let (ca, _) = Ca::create("test CA").unwrap();
+        let issued = ca
+            .issue(&IssueOptions::new(CertKind::Agent, "lab-01"))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle.pem");
+        issued.write_bundle(&path, ca.cert_pem()).unwrap();
+        let files = TlsFiles::bundle(&path);
+        assert!(files.is_bundle());
+        let m = material(&files).unwrap();
+        assert_eq!(m.chain.len(), 1, "only our certificate is presented");
+        assert_eq!(m.roots.len(), 1, "only the CA is trusted");
+        server_config(&files).expect("usable");
+        // A bundle without the CA is refused with a reason.
+        std::fs::write(&path, format!("{}{}", issued.cert_pem, issued.key_pem)).unwrap();
+        assert!(material(&files).is_err());
+    }
 
     #[test]
     fn identity_reads_name_role_and_fingerprint() {
