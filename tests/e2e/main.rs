@@ -3,3 +3,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod smoke;
+mod wire_frames;
+mod wire_tls;
