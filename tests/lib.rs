@@ -183,7 +183,10 @@ pub fn wait_for_log(log: &Path, expected: &[&str]) -> Vec<String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("stand-in log {}: expected {expected:?}, got {last:?}", log.display());
+    panic!(
+        "stand-in log {}: expected {expected:?}, got {last:?}",
+        log.display()
+    );
 }
 
 /// A port on 127.0.0.1 where nothing listens: bound, then released.
@@ -241,7 +244,14 @@ impl Lab {
 
 /// True when the tests run as root (effective uid 0).
 pub fn running_as_root() -> bool {
-    rustix::process::geteuid().is_root()
+    #[cfg(unix)]
+    {
+        rustix::process::geteuid().is_root()
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }
 
 /// `lightsout-agent`, started so that it sees itself as root (see [`AgentProcess::start`]).
@@ -365,7 +375,10 @@ impl AgentProcess {
             if check(&logs) {
                 return logs;
             }
-            assert!(Instant::now() < deadline, "agent never logged {what}:\n{logs}");
+            assert!(
+                Instant::now() < deadline,
+                "agent never logged {what}:\n{logs}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -484,10 +497,7 @@ pub async fn plain_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
         }
     })
     .await;
-    assert!(
-        read.is_ok(),
-        "agent kept a connection open after {bytes:?}"
-    );
+    assert!(read.is_ok(), "agent kept a connection open after {bytes:?}");
     got
 }
 
@@ -544,7 +554,10 @@ impl RawClient {
         match tokio::time::timeout(PATIENCE, self.framed.next()).await {
             Err(_) => panic!("no frame and no close within {PATIENCE:?}"),
             Ok(Some(Ok(body))) => Some(Response::decode(&body).unwrap_or_else(|e| {
-                panic!("unreadable response {:?}: {e}", String::from_utf8_lossy(&body))
+                panic!(
+                    "unreadable response {:?}: {e}",
+                    String::from_utf8_lossy(&body)
+                )
             })),
             Ok(Some(Err(_)) | None) => None,
         }
@@ -553,7 +566,9 @@ impl RawClient {
     /// Sends `body` and returns the response; panics when there is none.
     pub async fn call_body(&mut self, body: impl Into<Bytes>) -> Response {
         self.send_body(body).await.unwrap();
-        self.recv().await.expect("the agent closed instead of answering")
+        self.recv()
+            .await
+            .expect("the agent closed instead of answering")
     }
 
     /// Sends `request` and returns the response.

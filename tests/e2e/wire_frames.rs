@@ -131,7 +131,9 @@ async fn an_echo_payload_over_its_limit_is_refused_and_the_connection_stays() {
 #[tokio::test]
 async fn a_frame_of_exactly_the_maximum_size_is_served() {
     let (_lab, _agent, mut client) = dry_run_agent().await;
-    let mut body = lightsout_tests::echo_envelope("max", "edge").to_bytes().to_vec();
+    let mut body = lightsout_tests::echo_envelope("max", "edge")
+        .to_bytes()
+        .to_vec();
     // JSON allows trailing whitespace: pad to exactly the limit.
     body.resize(MAX_FRAME_LEN, b' ');
     let response = client.call_body(body).await;
@@ -152,7 +154,10 @@ async fn an_oversized_frame_header_gets_bad_request_then_close() {
     assert_eq!(error.kind, ErrorKind::BadRequest);
     assert!(error.message.contains("exceeds the maximum"), "{error:?}");
     assert_eq!(response.id, None);
-    assert!(client.recv().await.is_none(), "the connection must be closed");
+    assert!(
+        client.recv().await.is_none(),
+        "the connection must be closed"
+    );
 
     // A 4 GiB announcement on a fresh connection: the same, immediately.
     let mut client = RawClient::connect(&lab, agent.addr).await;
@@ -196,7 +201,9 @@ async fn pipelined_requests_are_answered_in_order() {
     // Three frames in a single write: a bad one between two good ones.
     let mut bytes = Vec::new();
     for body in [
-        lightsout_tests::echo_envelope("p1", "one").to_bytes().to_vec(),
+        lightsout_tests::echo_envelope("p1", "one")
+            .to_bytes()
+            .to_vec(),
         b"garbage".to_vec(),
         lightsout_tests::echo_envelope("p3", "three")
             .to_bytes()

@@ -17,7 +17,10 @@ async fn still_serves(lab: &Lab, agent: &AgentProcess) {
     let response = try_echo(agent.addr, client_config(&lab.controller_files()))
         .await
         .expect("a valid controller must still be served");
-    assert!(lightsout_tests::error_kind(&response).is_none(), "{response:?}");
+    assert!(
+        lightsout_tests::error_kind(&response).is_none(),
+        "{response:?}"
+    );
 }
 
 /// Asserts the agent logged `count` refused handshakes for `reason`, and admitted only the
@@ -181,7 +184,10 @@ async fn abrupt_disconnects_never_disturb_other_clients() {
     RawClient::connect(&lab, addr).await.reset();
 
     steady.echo_ok("after-all").await;
-    RawClient::connect(&lab, addr).await.echo_ok("newcomer").await;
+    RawClient::connect(&lab, addr)
+        .await
+        .echo_ok("newcomer")
+        .await;
     assert!(agent.is_running());
 }
 
