@@ -15,6 +15,12 @@
 //! If the agent is stopped while it is still waiting the sub-minute part of a delay, it hands
 //! the action to the system at once, rounded *up* to the next whole minute: an accepted action
 //! is never silently dropped, and never happens earlier than announced.
+//!
+//! Everything that tells the system something (a power command, a cancel command) runs under
+//! one lock, together with the bookkeeping of whether the system holds an action. So a cancel
+//! or a replacement that arrives while a command is running waits for it and then knows that
+//! the system has to be told to cancel; it never reports "cancelled" for an action the system
+//! received a moment later.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -52,6 +58,8 @@ struct Inner {
     dry_run: bool,
     privileged: bool,
     state: Mutex<State>,
+    /// Held while a command runs that tells the system something (see the module docs).
+    system: tokio::sync::Mutex<()>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -60,6 +68,10 @@ struct Inner {
 struct State {
     pending: Option<Pending>,
     last: Option<ActionRecord>,
+    /// The system was handed an action (a power command succeeded) that no system cancel has
+    /// withdrawn since. It may be an action this agent no longer tracks as pending: one that
+    /// was replaced, or cancelled while its command was running.
+    system_holds: bool,
 }
 
 #[derive(Debug)]
@@ -81,8 +93,6 @@ pub struct Execution {
     plan: PowerPlan,
     due_unix: u64,
     abort: CancellationToken,
-    /// The action replaces one the system already has: cancel that one first.
-    cancel_first: bool,
 }
 
 /// An error reply carrying `body`.
@@ -118,6 +128,7 @@ impl PowerController {
                 dry_run: config.dry_run,
                 privileged: config.privileged,
                 state: Mutex::new(State::default()),
+                system: tokio::sync::Mutex::new(()),
                 stop,
                 tasks,
             }),
@@ -197,7 +208,6 @@ impl PowerController {
 
         let mut state = self.state();
         state.expire();
-        let mut cancel_first = false;
         if let Some(pending) = &state.pending {
             if !params.replace {
                 return Err(ErrorBody {
@@ -213,8 +223,8 @@ impl PowerController {
                 });
             }
             info!(replaced = %pending.info.request_id, "replacing the pending action");
+            // If the system already has it, the replacement's execution cancels it first.
             pending.abort.cancel();
-            cancel_first = pending.handed_over;
         }
         let abort = CancellationToken::new();
         state.pending = Some(Pending {
@@ -238,7 +248,6 @@ impl PowerController {
                 plan,
                 due_unix,
                 abort,
-                cancel_first,
             }),
         ))
     }
@@ -281,28 +290,30 @@ impl PowerController {
                 exit_code: None,
             });
         }
-        let taken = {
+        // A power command running right now finishes first: then we know whether the system
+        // holds the action.
+        let _system = self.inner.system.lock().await;
+        let (taken, system_holds) = {
             let mut state = self.state();
             state.expire();
-            state.pending.take()
+            (state.pending.take(), state.system_holds)
         };
-        let run_system_cancel = match &taken {
-            Some(p) => {
-                p.abort.cancel();
-                p.handed_over
-            }
-            None => true,
-        };
-        let exit_code = if run_system_cancel {
+        if let Some(p) = &taken {
+            // Its execution checks this under the system lock, so it never runs now.
+            p.abort.cancel();
+        }
+        let exit_code = if system_holds || taken.is_none() {
             let record = self.run_command(id, &argv).await;
-            if let Some(err) = &record.error {
-                if taken.is_some() {
+            match &record.error {
+                None => self.state().system_holds = false,
+                Some(err) if system_holds => {
                     // The system had the action and refused to drop it: report failure.
                     return Err(refuse(
                         ErrorKind::Internal,
                         format!("cancel command failed: {err}"),
                     ));
                 }
+                Some(_) => {}
             }
             record.exit_code
         } else {
@@ -384,6 +395,7 @@ impl State {
         if let Some(p) = &self.pending {
             if p.handed_over && p.info.due_unix + 5 < now_unix() {
                 self.pending = None;
+                self.system_holds = false;
             }
         }
     }
@@ -418,12 +430,29 @@ impl Execution {
                 plan(self.action, rounded, self.message.as_deref(), power.inner.os).argv
             }
         };
-        if self.cancel_first {
+        let _system = power.inner.system.lock().await;
+        // Cancelled or replaced while a cancel or another command held the lock.
+        if self.abort.is_cancelled() {
+            info!(request_id = %self.request_id, "pending action cancelled before it reached the system");
+            return;
+        }
+        if power.state().system_holds {
+            // We replace an action the system already has: withdraw it first.
             let cancel = cancel_argv(power.inner.os);
-            let _ = power.run_command(&self.request_id, &cancel).await;
+            if power
+                .run_command(&self.request_id, &cancel)
+                .await
+                .error
+                .is_none()
+            {
+                power.state().system_holds = false;
+            }
         }
         let record = power.run_command(&self.request_id, &argv).await;
         let mut state = power.state();
+        if record.error.is_none() {
+            state.system_holds = true;
+        }
         if let Some(p) = state
             .pending
             .as_mut()

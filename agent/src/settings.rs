@@ -209,9 +209,10 @@ mod tests {
         let example = include_str!("../../agent.example.toml");
         let s = FileSettings::parse(example, Path::new("/etc/lightsout/agent.toml")).unwrap();
         assert_eq!(
-            s.tls.ca.as_deref(),
-            Some(Path::new("/etc/lightsout/ca.pem"))
+            s.tls.bundle.as_deref(),
+            Some(Path::new("/etc/lightsout/agent-bundle.pem"))
         );
+        assert_eq!(s.log_format, Some(crate::cli::LogFormat::Text));
     }
 
     #[test]

@@ -57,13 +57,13 @@ pub fn parse(s: &str) -> Result<Duration, String> {
 /// # Errors
 /// A readable reason.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    if let Some(ms) = s.trim().strip_suffix("ms") {
-        return ms
+    let d = match s.trim().strip_suffix("ms") {
+        Some(ms) => ms
             .parse::<u64>()
             .map(Duration::from_millis)
-            .map_err(|_| format!("{s:?}: expected milliseconds, e.g. 500ms"));
-    }
-    let d = parse(s)?;
+            .map_err(|_| format!("{s:?}: expected milliseconds, e.g. 500ms"))?,
+        None => parse(s)?,
+    };
     if d.is_zero() {
         return Err("timeout must be greater than zero".into());
     }
@@ -112,6 +112,7 @@ mod tests {
             assert!(parse(s).is_err(), "{s:?}");
         }
         assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("0ms").is_err(), "zero is zero in any unit");
     }
 
     #[test]

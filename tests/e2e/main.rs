@@ -3,4 +3,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod authz;
+mod controller_cli;
+mod lifecycle;
+#[cfg(unix)]
+mod power_exec;
+#[cfg(unix)]
+mod privilege;
 mod smoke;
+mod wire_frames;
+mod wire_tls;
