@@ -5,6 +5,7 @@
 mod authz;
 mod controller_cli;
 mod lifecycle;
+mod packaging;
 #[cfg(unix)]
 mod power_exec;
 #[cfg(unix)]
