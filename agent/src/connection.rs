@@ -18,10 +18,23 @@ use tokio_util::codec::Framed;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::dispatch::{self, Caller};
+use crate::rate::TokenBucket;
 use crate::server::Shared;
 
 /// How long to wait for our close_notify and the peer's to be exchanged on the way out.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The answer to a request over the connection's rate limit: `busy`, nothing carried out.
+fn rate_limited(body: &[u8], per_sec: u32) -> Response {
+    Response::error(
+        lightsout_protocol::request::peek_id(body),
+        ErrorKind::Busy,
+        format!(
+            "rate limit: at most {per_sec} requests per second on one connection; \
+             this request was not carried out, send it again later"
+        ),
+    )
+}
 
 /// Serves one accepted TCP connection to completion.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -50,6 +63,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         let caller = Caller { peer, identity: who };
         let mut framed = Framed::new(tls, FrameCodec::with_max_len(limits.max_frame_len));
         let mut served = 0u64;
+        let mut bucket = TokenBucket::per_second(limits.max_requests_per_sec);
         loop {
             let next = tokio::select! {
                 biased;
@@ -79,7 +93,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     break;
                 }
             };
-            let (response, execution) = dispatch::handle(&shared, &caller, &body).await;
+            let (response, execution) = if bucket.try_take() {
+                dispatch::handle(&shared, &caller, &body).await
+            } else {
+                debug!("over the request rate limit");
+                (rate_limited(&body, limits.max_requests_per_sec), None)
+            };
             served += 1;
             // Reply first, then execute: the controller learns the action was accepted
             // before the machine starts going down. An accepted action runs even if the

@@ -53,6 +53,20 @@ struct Args {
     /// Seconds a connection may stay silent between requests.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
     idle_timeout: u64,
+    /// Largest frame accepted, in bytes (4096 to 65536); a larger one is refused and the
+    /// connection closed.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_frame_len)]
+    max_frame_len: usize,
+    /// Largest echo payload accepted, in bytes (below --max-frame-len).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_echo_payload)]
+    max_echo_payload: usize,
+    /// Requests one connection may send per second (and at once); more are answered with
+    /// `busy` and not carried out.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_requests_per_sec)]
+    max_requests_per_sec: u32,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().shutdown_grace.as_secs())]
+    shutdown_grace: u64,
 }
 
 fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
@@ -97,8 +111,15 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         max_connections: args.max_connections.max(1),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-        ..Limits::default()
+        max_frame_len: args.max_frame_len,
+        max_echo_payload: args.max_echo_payload,
+        max_requests_per_sec: args.max_requests_per_sec,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
+    config
+        .limits
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid limit: {e}"))?;
     Ok(config)
 }
 
