@@ -36,6 +36,33 @@ fn rate_limited(body: &[u8], per_sec: u32) -> Response {
     )
 }
 
+/// The reply as one frame body, or an error reply when it would not fit in a frame.
+///
+/// The payload limit of an echo counts decoded bytes, but JSON writes a control character as
+/// six (`\u0001`), so a request that fits in a frame can ask for a reply that does not. Without
+/// this the codec would refuse to send it and the client would see the connection close with
+/// no answer.
+fn fit_reply(response: Response, max_frame_len: usize) -> bytes::Bytes {
+    let bytes = response.to_bytes();
+    if bytes.len() <= max_frame_len {
+        return bytes;
+    }
+    warn!(
+        reply_len = bytes.len(),
+        max_frame_len, "reply over the frame limit, answering with an error instead"
+    );
+    Response::error(
+        response.id,
+        ErrorKind::BadRequest,
+        format!(
+            "the reply would be {} bytes, over the maximum frame of {max_frame_len} bytes \
+             (an echo payload of control characters grows sixfold in JSON); send a shorter payload",
+            bytes.len()
+        ),
+    )
+    .to_bytes()
+}
+
 /// Serves one accepted TCP connection to completion.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // Small request/response frames would otherwise meet Nagle + delayed ACK (~40 ms).
@@ -104,7 +131,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             // before the machine starts going down. An accepted action runs even if the
             // reply cannot be delivered (see `power`): it is already recorded, and a retry
             // with the same id is answered from memory.
-            let sent = timeout(limits.idle_timeout, framed.send(response.to_bytes())).await;
+            let sent = timeout(
+                limits.idle_timeout,
+                framed.send(fit_reply(response, limits.max_frame_len)),
+            )
+            .await;
             if let Some(execution) = execution {
                 execution.start(&shared.power);
             }
