@@ -2,4 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod hostile;
+mod rig;
 mod smoke;
