@@ -68,7 +68,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // Small request/response frames would otherwise meet Nagle + delayed ACK (~40 ms).
     let _ = stream.set_nodelay(true);
     let limits = shared.config.limits.clone();
-    let tls = match timeout(limits.handshake_timeout, shared.acceptor.accept(stream)).await {
+    // A stopping agent abandons handshakes: they are no request in flight, and waiting for
+    // them would let any client that connects and stays silent delay the exit by the whole
+    // handshake timeout.
+    let handshake = tokio::select! {
+        biased;
+        () = shared.stop.cancelled() => {
+            debug!(%peer, "agent stopping: handshake abandoned");
+            return;
+        }
+        handshake = timeout(limits.handshake_timeout, shared.acceptor.accept(stream)) => handshake,
+    };
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             info!(%peer, error = %e, "TLS handshake rejected");
