@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod faults;
 mod hostile;
 mod rig;
 mod smoke;
