@@ -1,13 +1,13 @@
 //! Routing one decoded frame to its command, and remembering power replies so a retried
 //! request is answered from memory instead of being executed twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lightsout_pki::Identity;
-use lightsout_protocol::{Outcome, Request, RequestEnvelope, Response};
+use lightsout_protocol::{ErrorKind, Outcome, Request, RequestEnvelope, Response};
 use tracing::{info, warn};
 
 use crate::cmd;
@@ -49,12 +49,23 @@ pub async fn handle(
     let is_power = !matches!(envelope.request, Request::Echo { .. });
     let key = (caller.identity.fingerprint.clone(), id.clone());
 
-    if is_power {
-        if let Some(previous) = shared.replies.get(&key) {
-            info!(request_id = %id, kind, "duplicate request id: answering from memory, not executing again");
-            return (previous, None);
+    // Checking the memory and claiming the id is one step: a duplicate arriving while the
+    // original is still being carried out (on another connection) must not run it again.
+    let claim = if is_power {
+        match shared.replies.claim(key) {
+            Claim::Answered(previous) => {
+                info!(request_id = %id, kind, "duplicate request id: answering from memory, not executing again");
+                return (previous, None);
+            }
+            Claim::InProgress => {
+                warn!(request_id = %id, kind, "duplicate request id while the original is in progress");
+                return (in_progress(&id), None);
+            }
+            Claim::New(claim) => Some(claim),
         }
-    }
+    } else {
+        None
+    };
 
     let (response, execution) = match envelope.request {
         Request::Echo { payload } => (cmd::echo::run(shared, &id, payload), None),
@@ -62,8 +73,8 @@ pub async fn handle(
         Request::Restart(params) => cmd::restart::run(shared, caller, &id, &params, dry_run),
         Request::Cancel => (cmd::cancel::run(shared, caller, &id, dry_run).await, None),
     };
-    if is_power {
-        shared.replies.insert(key, response.clone());
+    if let Some(claim) = claim {
+        claim.finish(response.clone());
     }
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     match &response.outcome {
@@ -73,6 +84,18 @@ pub async fn handle(
         }
     }
     (response, execution)
+}
+
+/// The answer to a duplicate of a request that is still being carried out.
+fn in_progress(id: &str) -> Response {
+    Response::error(
+        Some(id.to_owned()),
+        ErrorKind::Busy,
+        format!(
+            "request {id} is already being carried out (sent twice at once?); \
+             send it again for its outcome"
+        ),
+    )
 }
 
 /// How long a power reply is remembered (a controller retry comes within seconds; a window
@@ -93,9 +116,69 @@ type ReplyKey = (String, String);
 struct RecentInner {
     replies: HashMap<ReplyKey, Response>,
     order: VecDeque<(Instant, ReplyKey)>,
+    /// Requests being carried out now. At most one per connection, so bounded by the
+    /// connection limit.
+    in_progress: HashSet<ReplyKey>,
+}
+
+/// What [`RecentReplies::claim`] found.
+#[derive(Debug)]
+pub enum Claim<'a> {
+    /// The request was answered before: this is the reply.
+    Answered(Response),
+    /// The same request is being carried out right now, on another connection.
+    InProgress,
+    /// A new request, now marked in progress: carry it out, then [`InProgress::finish`].
+    New(InProgress<'a>),
+}
+
+/// A request marked in progress. Finishing records its reply; dropping it unfinished (the
+/// handler was cancelled) lets a retry carry the request out.
+#[derive(Debug)]
+#[must_use = "finish the claim with the reply"]
+pub struct InProgress<'a> {
+    replies: &'a RecentReplies,
+    key: Option<ReplyKey>,
+}
+
+impl InProgress<'_> {
+    /// Remembers `response` as the reply to the claimed request.
+    pub fn finish(mut self, response: Response) {
+        if let Some(key) = self.key.take() {
+            let mut inner = self.replies.lock();
+            inner.in_progress.remove(&key);
+            drop(inner);
+            self.replies.insert(key, response);
+        }
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.replies.lock().in_progress.remove(&key);
+        }
+    }
 }
 
 impl RecentReplies {
+    /// The reply remembered for `key`; else, unless the same request is in progress, marks
+    /// it in progress. One step under one lock, so two duplicates cannot both be new.
+    pub fn claim(&self, key: ReplyKey) -> Claim<'_> {
+        let mut inner = self.lock();
+        inner.expire();
+        if let Some(previous) = inner.replies.get(&key) {
+            return Claim::Answered(previous.clone());
+        }
+        if !inner.in_progress.insert(key.clone()) {
+            return Claim::InProgress;
+        }
+        Claim::New(InProgress {
+            replies: self,
+            key: Some(key),
+        })
+    }
+
     /// The reply remembered for `key`, if still within the window.
     pub fn get(&self, key: &ReplyKey) -> Option<Response> {
         let mut inner = self.lock();
@@ -136,5 +219,36 @@ impl RecentInner {
                 self.replies.remove(&key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> ReplyKey {
+        ("fingerprint".into(), id.into())
+    }
+
+    #[test]
+    fn a_claim_is_exclusive_until_finished_or_dropped() {
+        let replies = RecentReplies::default();
+        let Claim::New(first) = replies.claim(key("a")) else {
+            panic!("new id")
+        };
+        assert!(matches!(replies.claim(key("a")), Claim::InProgress));
+        assert!(matches!(replies.claim(key("b")), Claim::New(_)));
+        let reply = Response::error(Some("a".into()), ErrorKind::Busy, "x");
+        first.finish(reply.clone());
+        match replies.claim(key("a")) {
+            Claim::Answered(r) => assert_eq!(r, reply),
+            other => panic!("{other:?}"),
+        }
+        // An abandoned claim (handler cancelled) does not block a retry.
+        let Claim::New(abandoned) = replies.claim(key("c")) else {
+            panic!("new id")
+        };
+        drop(abandoned);
+        assert!(matches!(replies.claim(key("c")), Claim::New(_)));
     }
 }
