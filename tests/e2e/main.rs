@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod at_most_once;
 mod faults;
 mod hostile;
 mod rig;
