@@ -5,5 +5,6 @@
 mod at_most_once;
 mod faults;
 mod hostile;
+mod netns;
 mod rig;
 mod smoke;
