@@ -6,5 +6,6 @@ mod at_most_once;
 mod faults;
 mod hostile;
 mod netns;
+mod resources;
 mod rig;
 mod smoke;

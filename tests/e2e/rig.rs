@@ -399,6 +399,73 @@ pub async fn write_raw(stream: &mut Tls, bytes: &[u8]) {
     stream.flush().await.expect("flush");
 }
 
+/// Starts `lightsout-agent` as a process like [`AgentProcess::start`], but with its log
+/// going to a file in the lab directory instead of a pipe nobody reads (a chatty agent would
+/// fill the pipe and block). `LIGHTSOUT_AGENT_BIN` overrides the binary (e.g. a release build
+/// for measurements). `args` must include `--dry-run` or `--power-command`.
+pub fn spawn_agent(lab: &Lab, args: &[&str]) -> lightsout_tests::AgentProcess {
+    use std::io::BufRead;
+    assert!(
+        args.iter()
+            .any(|a| *a == "--dry-run" || *a == "--power-command"),
+        "test agents must run in dry-run or with a stand-in power command"
+    );
+    let binary = std::env::var_os("LIGHTSOUT_AGENT_BIN")
+        .map_or_else(|| lightsout_tests::bin("lightsout-agent"), PathBuf::from);
+    let log = std::fs::File::create(lab.dir.path().join("agent.log")).unwrap();
+    let mut child = std::process::Command::new(binary)
+        .env("LIGHTSOUT_HOME", lab.home.dir())
+        .env("RUST_LOG", "info")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("agent did not start: {line:?}"))
+        .parse()
+        .unwrap();
+    lightsout_tests::AgentProcess { child, addr }
+}
+
+/// Open file descriptors of process `pid` (sockets included).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Opens `n` TLS connections as the lab's controller, `parallel` handshakes at a time, and
+/// returns them (held open by the caller).
+pub async fn tls_many(lab: &Lab, addr: SocketAddr, n: usize, parallel: usize) -> Vec<Tls> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let config = client_tls(lab);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let slots = slots.clone();
+        let config = config.clone();
+        set.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let name = ServerName::try_from("localhost").unwrap();
+            TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .expect("handshake")
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    while let Some(joined) = set.join_next().await {
+        out.push(joined.expect("handshake task"));
+    }
+    out
+}
+
 /// Resident memory of process `pid` in KiB (Linux `/proc/PID/status` VmRSS).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -407,20 +474,4 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/PID/status")
-}
-
-/// Number of established TCP connections to local port `port` as seen by the kernel of this
-/// network namespace (both directions appear for loopback; only the server side is counted).
-pub fn established_to(port: u16) -> usize {
-    let hex_port = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
-        .filter(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            // local_address is column 1, state column 3 (01 = ESTABLISHED).
-            cols.len() > 3 && cols[1].ends_with(&hex_port) && cols[3] == "01"
-        })
-        .count()
 }
