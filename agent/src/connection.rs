@@ -1,5 +1,7 @@
 //! One client connection: TLS handshake under a deadline, then a loop of framed requests,
-//! each answered before the next is read.
+//! each answered before the next is read. Requests over the connection's rate limit are
+//! answered `busy` without being carried out; a reply too large for a frame becomes an error
+//! reply; a stopping agent abandons handshakes and idle connections at once.
 //!
 //! A client that vanishes (reset, half a frame, half a handshake) ends only its own task;
 //! nothing here can take the agent down.

@@ -24,9 +24,10 @@ async fn memory_stays_bounded_under_floods() {
     let lab = Lab::new();
     let agent = spawn_agent(&lab, &["--dry-run", "--max-connections", "2000"]);
     let pid = agent.child.id();
+    // Counted before any client: a connection just closed may still hold a descriptor.
+    let sockets = open_sockets(pid);
     assert_served(&lab, agent.addr).await;
     let baseline = rss_kib(pid);
-    let fds = open_fds(pid);
     let mut figures = vec![("idle agent", baseline)];
 
     // A thousand half-open connections: TCP up, TLS never started.
@@ -34,14 +35,11 @@ async fn memory_stays_bounded_under_floods() {
     for _ in 0..1000 {
         half_open.push(tcp(agent.addr).await);
     }
-    wait_until("the agent to accept 1000 connections", || {
-        open_fds(pid) >= fds + 1000
-    })
-    .await;
+    wait_sockets(pid, sockets + 1000, true).await;
     figures.push(("1000 half-open connections", rss_kib(pid)));
     assert_served(&lab, agent.addr).await;
     drop(half_open);
-    wait_until("the agent to close them", || open_fds(pid) < fds + 10).await;
+    wait_sockets(pid, sockets + 10, false).await;
 
     // A peer announcing a 4 GiB frame: refused from the header, nothing buffered.
     let mut c = conn(&lab, agent.addr).await;
@@ -58,10 +56,7 @@ async fn memory_stays_bounded_under_floods() {
 
     // Hundreds of authenticated connections held idle.
     let idle = tls_many(&lab, agent.addr, 300, 50).await;
-    wait_until("the agent to hold 300 connections", || {
-        open_fds(pid) >= fds + 300
-    })
-    .await;
+    wait_sockets(pid, sockets + 300, true).await;
     figures.push(("300 idle TLS connections", rss_kib(pid)));
     assert_served(&lab, agent.addr).await;
     drop(idle);
@@ -81,16 +76,13 @@ async fn measure_rss_with_1000_idle_tls_connections() {
     let lab = Lab::new();
     let agent = spawn_agent(&lab, &["--dry-run", "--max-connections", "2000"]);
     let pid = agent.child.id();
+    let sockets = open_sockets(pid);
     assert_served(&lab, agent.addr).await;
     let before = rss_kib(pid);
-    let fds = open_fds(pid);
     let started = Instant::now();
     let held = tls_many(&lab, agent.addr, 1000, 100).await;
     let took = started.elapsed();
-    wait_until("the agent to hold 1000 connections", || {
-        open_fds(pid) >= fds + 1000
-    })
-    .await;
+    wait_sockets(pid, sockets + 1000, true).await;
     // Let every connection task settle into its idle read.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_kib(pid);

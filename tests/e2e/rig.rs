@@ -182,6 +182,30 @@ pub async fn tls(lab: &Lab, addr: SocketAddr) -> Tls {
     .expect("TLS handshake")
 }
 
+/// Like [`tls`], retrying (every 50 ms, up to [`PATIENCE`]) while the agent refuses the
+/// connection: for agents at their connection cap that are about to free a slot.
+pub async fn tls_eventually(lab: &Lab, addr: SocketAddr) -> Tls {
+    let started = Instant::now();
+    loop {
+        let attempt = async {
+            let stream = TcpStream::connect(addr).await.ok()?;
+            let name = ServerName::try_from("localhost").ok()?;
+            TlsConnector::from(client_tls(lab))
+                .connect(name, stream)
+                .await
+                .ok()
+        };
+        if let Ok(Some(t)) = tokio::time::timeout(PATIENCE, attempt).await {
+            return t;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no TLS connection within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A framed TLS connection as the lab's controller.
 pub async fn conn(lab: &Lab, addr: SocketAddr) -> Conn {
     Framed::new(tls(lab, addr).await, FrameCodec::new())
@@ -435,9 +459,33 @@ pub fn spawn_agent(lab: &Lab, args: &[&str]) -> lightsout_tests::AgentProcess {
     lightsout_tests::AgentProcess { child, addr }
 }
 
-/// Open file descriptors of process `pid` (sockets included).
-pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+/// Sockets process `pid` has open (its listener and connections).
+pub fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    })
+}
+
+/// Waits until process `pid` has at least (`at_least`) or fewer than (`!at_least`) `n`
+/// sockets open; panics with the count after [`PATIENCE`].
+pub async fn wait_sockets(pid: u32, n: usize, at_least: bool) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let open = open_sockets(pid);
+        if (open >= n) == at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent has {open} sockets open, expected {} {n}",
+            if at_least { "at least" } else { "fewer than" }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Opens `n` TLS connections as the lab's controller, `parallel` handshakes at a time, and
