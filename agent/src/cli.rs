@@ -82,6 +82,20 @@ pub struct Args {
     /// Seconds a connection may stay silent between requests [default: 30].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// Largest frame accepted, in bytes (4096 to 65536); a larger one is refused and the
+    /// connection closed [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_len: Option<usize>,
+    /// Largest echo payload accepted, in bytes (below --max-frame-len) [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    pub max_echo_payload: Option<usize>,
+    /// Requests one connection may send per second (and at once); more are answered with
+    /// `busy` and not carried out [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_sec: Option<u32>,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_grace: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

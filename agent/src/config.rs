@@ -25,6 +25,9 @@ pub struct Limits {
     pub max_echo_payload: usize,
     /// How long in-flight requests may take to finish after a stop signal.
     pub shutdown_grace: Duration,
+    /// Requests one connection may send per second (and in a burst); more are answered
+    /// with `busy` and not carried out (see [`crate::rate`]).
+    pub max_requests_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -36,7 +39,47 @@ impl Default for Limits {
             max_frame_len: lightsout_protocol::MAX_FRAME_LEN,
             max_echo_payload: 16 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            max_requests_per_sec: 100,
         }
+    }
+}
+
+/// Smallest `max_frame_len` accepted: an echo reply carries a health snapshot of about 1 KiB,
+/// and every error reply must fit.
+pub const MIN_FRAME_LEN: usize = 4096;
+
+impl Limits {
+    /// Checks that the limits make sense together.
+    ///
+    /// # Errors
+    /// Which limit is out of range and what is accepted. Names are the configuration names
+    /// (`max_frame_len` is `--max-frame-len` on the command line).
+    pub fn validate(&self) -> Result<(), String> {
+        let max_frame = lightsout_protocol::MAX_FRAME_LEN;
+        if !(MIN_FRAME_LEN..=max_frame).contains(&self.max_frame_len) {
+            // Not above the protocol's maximum: controllers read at most that much, so a
+            // larger reply could not be delivered.
+            return Err(format!(
+                "max_frame_len {} is outside {MIN_FRAME_LEN}..={max_frame} bytes",
+                self.max_frame_len
+            ));
+        }
+        if self.max_echo_payload >= self.max_frame_len {
+            return Err(format!(
+                "max_echo_payload {} must be smaller than max_frame_len {}",
+                self.max_echo_payload, self.max_frame_len
+            ));
+        }
+        let positive = [
+            ("max_connections", self.max_connections == 0),
+            ("max_requests_per_sec", self.max_requests_per_sec == 0),
+            ("handshake_timeout", self.handshake_timeout.is_zero()),
+            ("idle_timeout", self.idle_timeout.is_zero()),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, zero)| *zero) {
+            return Err(format!("{name} must be greater than 0"));
+        }
+        Ok(())
     }
 }
 
@@ -73,6 +116,62 @@ impl Config {
             power_command: None,
             target_os: TargetOs::current(),
             limits: Limits::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Limits::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn out_of_range_limits_are_named() {
+        let cases: [(&str, Limits); 5] = [
+            (
+                "max_frame_len",
+                Limits {
+                    max_frame_len: lightsout_protocol::MAX_FRAME_LEN + 1,
+                    ..Limits::default()
+                },
+            ),
+            (
+                "max_frame_len",
+                Limits {
+                    max_frame_len: 100,
+                    max_echo_payload: 10,
+                    ..Limits::default()
+                },
+            ),
+            (
+                "max_echo_payload",
+                Limits {
+                    max_echo_payload: lightsout_protocol::MAX_FRAME_LEN,
+                    ..Limits::default()
+                },
+            ),
+            (
+                "max_connections",
+                Limits {
+                    max_connections: 0,
+                    ..Limits::default()
+                },
+            ),
+            (
+                "max_requests_per_sec",
+                Limits {
+                    max_requests_per_sec: 0,
+                    ..Limits::default()
+                },
+            ),
+        ];
+        for (name, limits) in cases {
+            let err = limits.validate().expect_err(name);
+            assert!(err.starts_with(name), "{name}: {err}");
         }
     }
 }

@@ -1,5 +1,7 @@
 //! One client connection: TLS handshake under a deadline, then a loop of framed requests,
-//! each answered before the next is read.
+//! each answered before the next is read. Requests over the connection's rate limit are
+//! answered `busy` without being carried out; a reply too large for a frame becomes an error
+//! reply; a stopping agent abandons handshakes and idle connections at once.
 //!
 //! A client that vanishes (reset, half a frame, half a handshake) ends only its own task;
 //! nothing here can take the agent down.
@@ -19,10 +21,50 @@ use tokio_util::codec::Framed;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::dispatch::{self, Caller};
+use crate::rate::TokenBucket;
 use crate::server::Shared;
 
 /// How long to wait for our close_notify and the peer's to be exchanged on the way out.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The answer to a request over the connection's rate limit: `busy`, nothing carried out.
+fn rate_limited(body: &[u8], per_sec: u32) -> Response {
+    Response::error(
+        lightsout_protocol::request::peek_id(body),
+        ErrorKind::Busy,
+        format!(
+            "rate limit: at most {per_sec} requests per second on one connection; \
+             this request was not carried out, send it again later"
+        ),
+    )
+}
+
+/// The reply as one frame body, or an error reply when it would not fit in a frame.
+///
+/// The payload limit of an echo counts decoded bytes, but JSON writes a control character as
+/// six (`\u0001`), so a request that fits in a frame can ask for a reply that does not. Without
+/// this the codec would refuse to send it and the client would see the connection close with
+/// no answer.
+fn fit_reply(response: Response, max_frame_len: usize) -> bytes::Bytes {
+    let bytes = response.to_bytes();
+    if bytes.len() <= max_frame_len {
+        return bytes;
+    }
+    warn!(
+        reply_len = bytes.len(),
+        max_frame_len, "reply over the frame limit, answering with an error instead"
+    );
+    Response::error(
+        response.id,
+        ErrorKind::BadRequest,
+        format!(
+            "the reply would be {} bytes, over the maximum frame of {max_frame_len} bytes \
+             (an echo payload of control characters grows sixfold in JSON); send a shorter payload",
+            bytes.len()
+        ),
+    )
+    .to_bytes()
+}
 
 /// Serves one accepted TCP connection to completion.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -32,7 +74,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // The acceptor comes from the current access state, so a reloaded CRL applies to every
     // handshake that starts after the reload.
     let acceptor = TlsAcceptor::from(shared.config.access.current().tls.clone());
-    let tls = match timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+    // A stopping agent abandons handshakes: they are no request in flight, and waiting for
+    // them would let any client that connects and stays silent delay the exit by the whole
+    // handshake timeout.
+    let handshake = tokio::select! {
+        biased;
+        () = shared.stop.cancelled() => {
+            debug!(%peer, "agent stopping: handshake abandoned");
+            return;
+        }
+        handshake = timeout(limits.handshake_timeout, acceptor.accept(stream)) => handshake,
+    };
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let reason = format!("TLS handshake rejected: {e}");
@@ -61,6 +114,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         let caller = Caller { peer, identity: who };
         let mut framed = Framed::new(tls, FrameCodec::with_max_len(limits.max_frame_len));
         let mut served = 0u64;
+        let mut bucket = TokenBucket::per_second(limits.max_requests_per_sec);
         loop {
             let next = tokio::select! {
                 biased;
@@ -97,13 +151,22 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 let _ = timeout(CLOSE_TIMEOUT, framed.send(reply.to_bytes())).await;
                 break;
             }
-            let (response, execution) = dispatch::handle(&shared, &caller, &body).await;
+            let (response, execution) = if bucket.try_take() {
+                dispatch::handle(&shared, &caller, &body).await
+            } else {
+                debug!("over the request rate limit");
+                (rate_limited(&body, limits.max_requests_per_sec), None)
+            };
             served += 1;
             // Reply first, then execute: the controller learns the action was accepted
             // before the machine starts going down. An accepted action runs even if the
             // reply cannot be delivered (see `power`): it is already recorded, and a retry
             // with the same id is answered from memory.
-            let sent = timeout(limits.idle_timeout, framed.send(response.to_bytes())).await;
+            let sent = timeout(
+                limits.idle_timeout,
+                framed.send(fit_reply(response, limits.max_frame_len)),
+            )
+            .await;
             if let Some(execution) = execution {
                 execution.start(&shared.power);
             }

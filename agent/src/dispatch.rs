@@ -1,7 +1,7 @@
 //! Routing one decoded frame to its command, and remembering power replies so a retried
 //! request is answered from memory instead of being executed twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -89,15 +89,32 @@ pub async fn handle(
 
     let is_power = !matches!(envelope.request, Request::Echo { .. });
     let key = (caller.identity.fingerprint.clone(), id.clone());
-    if is_power {
-        if let Some(previous) = shared.replies.get(&key) {
-            info!(request_id = %id, kind, "duplicate request id: answering from memory, not executing again");
-            audit.reason =
-                Some("duplicate request id: original reply returned, not executed again".into());
-            finish(shared, audit, &previous, started);
-            return (previous, None);
+
+    // Checking the memory and claiming the id is one step: a duplicate arriving while the
+    // original is still being carried out (on another connection) must not run it again.
+    let claim = if is_power {
+        match shared.replies.claim(key) {
+            Claim::Answered(previous) => {
+                info!(request_id = %id, kind, "duplicate request id: answering from memory, not executing again");
+                audit.reason = Some(
+                    "duplicate request id: original reply returned, not executed again".into(),
+                );
+                finish(shared, audit, &previous, started);
+                return (previous, None);
+            }
+            Claim::InProgress => {
+                warn!(request_id = %id, kind, "duplicate request id while the original is in progress");
+                let response = in_progress(&id);
+                audit.reason =
+                    Some("duplicate request id while the original is in progress".into());
+                finish(shared, audit, &response, started);
+                return (response, None);
+            }
+            Claim::New(claim) => Some(claim),
         }
-    }
+    } else {
+        None
+    };
 
     let (mut response, mut execution) = match envelope.request {
         Request::Echo { payload } => (cmd::echo::run(shared, &id, payload), None),
@@ -134,8 +151,8 @@ pub async fn handle(
     } else {
         finish(shared, audit, &response, started);
     }
-    if is_power {
-        shared.replies.insert(key, response.clone());
+    if let Some(claim) = claim {
+        claim.finish(response.clone());
     }
     let elapsed_us = micros(started);
     match &response.outcome {
@@ -169,6 +186,18 @@ fn finish(shared: &Shared, mut audit: AuditEntry, response: &Response, started: 
     log.write_best_effort(&audit);
 }
 
+/// The answer to a duplicate of a request that is still being carried out.
+fn in_progress(id: &str) -> Response {
+    Response::error(
+        Some(id.to_owned()),
+        ErrorKind::Busy,
+        format!(
+            "request {id} is already being carried out (sent twice at once?); \
+             send it again for its outcome"
+        ),
+    )
+}
+
 /// How long a power reply is remembered (a controller retry comes within seconds; a window
 /// of minutes covers a flaky network with room to spare).
 const REPLY_WINDOW: Duration = Duration::from_secs(600);
@@ -187,9 +216,69 @@ type ReplyKey = (String, String);
 struct RecentInner {
     replies: HashMap<ReplyKey, Response>,
     order: VecDeque<(Instant, ReplyKey)>,
+    /// Requests being carried out now. At most one per connection, so bounded by the
+    /// connection limit.
+    in_progress: HashSet<ReplyKey>,
+}
+
+/// What [`RecentReplies::claim`] found.
+#[derive(Debug)]
+pub enum Claim<'a> {
+    /// The request was answered before: this is the reply.
+    Answered(Response),
+    /// The same request is being carried out right now, on another connection.
+    InProgress,
+    /// A new request, now marked in progress: carry it out, then [`InProgress::finish`].
+    New(InProgress<'a>),
+}
+
+/// A request marked in progress. Finishing records its reply; dropping it unfinished (the
+/// handler was cancelled) lets a retry carry the request out.
+#[derive(Debug)]
+#[must_use = "finish the claim with the reply"]
+pub struct InProgress<'a> {
+    replies: &'a RecentReplies,
+    key: Option<ReplyKey>,
+}
+
+impl InProgress<'_> {
+    /// Remembers `response` as the reply to the claimed request.
+    pub fn finish(mut self, response: Response) {
+        if let Some(key) = self.key.take() {
+            let mut inner = self.replies.lock();
+            inner.in_progress.remove(&key);
+            drop(inner);
+            self.replies.insert(key, response);
+        }
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.replies.lock().in_progress.remove(&key);
+        }
+    }
 }
 
 impl RecentReplies {
+    /// The reply remembered for `key`; else, unless the same request is in progress, marks
+    /// it in progress. One step under one lock, so two duplicates cannot both be new.
+    pub fn claim(&self, key: ReplyKey) -> Claim<'_> {
+        let mut inner = self.lock();
+        inner.expire();
+        if let Some(previous) = inner.replies.get(&key) {
+            return Claim::Answered(previous.clone());
+        }
+        if !inner.in_progress.insert(key.clone()) {
+            return Claim::InProgress;
+        }
+        Claim::New(InProgress {
+            replies: self,
+            key: Some(key),
+        })
+    }
+
     /// The reply remembered for `key`, if still within the window.
     pub fn get(&self, key: &ReplyKey) -> Option<Response> {
         let mut inner = self.lock();
@@ -230,5 +319,36 @@ impl RecentInner {
                 self.replies.remove(&key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> ReplyKey {
+        ("fingerprint".into(), id.into())
+    }
+
+    #[test]
+    fn a_claim_is_exclusive_until_finished_or_dropped() {
+        let replies = RecentReplies::default();
+        let Claim::New(first) = replies.claim(key("a")) else {
+            panic!("new id")
+        };
+        assert!(matches!(replies.claim(key("a")), Claim::InProgress));
+        assert!(matches!(replies.claim(key("b")), Claim::New(_)));
+        let reply = Response::error(Some("a".into()), ErrorKind::Busy, "x");
+        first.finish(reply.clone());
+        match replies.claim(key("a")) {
+            Claim::Answered(r) => assert_eq!(r, reply),
+            other => panic!("{other:?}"),
+        }
+        // An abandoned claim (handler cancelled) does not block a retry.
+        let Claim::New(abandoned) = replies.claim(key("c")) else {
+            panic!("new id")
+        };
+        drop(abandoned);
+        assert!(matches!(replies.claim(key("c")), Claim::New(_)));
     }
 }

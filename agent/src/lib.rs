@@ -19,6 +19,7 @@
 //! - [`connection`]: one client: handshake deadline, framed reads with an idle deadline.
 //! - [`dispatch`]: decodes a frame and routes it to its command; remembers power replies.
 //! - [`cmd`]: one module per request kind.
+//! - [`rate`]: the per-connection request rate limit (a token bucket).
 //! - [`power`]: pending actions, the agent-side timer and running the command.
 //! - [`health`]: the health snapshot.
 //! - [`privilege`]: whether this process may power the machine off.
@@ -35,6 +36,7 @@ pub mod listener;
 pub mod policy;
 pub mod power;
 pub mod privilege;
+pub mod rate;
 pub mod server;
 pub mod settings;
 

@@ -117,41 +117,23 @@ fn resolve(args: &Args, file: &FileSettings) -> anyhow::Result<Resolved> {
         }
     }
     let audit = Arc::new(AuditLog::new(audit_path(args, file, &home)));
-    let defaults = Limits::default();
-    let secs = |cli: Option<u64>, file: Option<u64>, default: Duration| {
-        cli.or(file)
-            .map_or(default, |s| Duration::from_secs(s.max(1)))
-    };
+    // Command line over environment over file over defaults (the file is applied first).
+    let base = file.limits.apply(&Limits::default());
+    let secs = |cli: Option<u64>, current: Duration| cli.map_or(current, Duration::from_secs);
     let limits = Limits {
-        max_connections: args
-            .max_connections
-            .or(file.limits.max_connections)
-            .unwrap_or(defaults.max_connections)
-            .max(1),
-        handshake_timeout: secs(
-            args.handshake_timeout,
-            file.limits.handshake_timeout_secs,
-            defaults.handshake_timeout,
-        ),
-        idle_timeout: secs(
-            args.idle_timeout,
-            file.limits.idle_timeout_secs,
-            defaults.idle_timeout,
-        ),
-        max_frame_len: file
-            .limits
-            .max_frame_bytes
-            .unwrap_or(defaults.max_frame_len),
-        max_echo_payload: file
-            .limits
-            .max_echo_payload_bytes
-            .unwrap_or(defaults.max_echo_payload),
-        shutdown_grace: secs(
-            None,
-            file.limits.shutdown_grace_secs,
-            defaults.shutdown_grace,
-        ),
+        max_connections: args.max_connections.unwrap_or(base.max_connections),
+        handshake_timeout: secs(args.handshake_timeout, base.handshake_timeout),
+        idle_timeout: secs(args.idle_timeout, base.idle_timeout),
+        max_frame_len: args.max_frame_len.unwrap_or(base.max_frame_len),
+        max_echo_payload: args.max_echo_payload.unwrap_or(base.max_echo_payload),
+        max_requests_per_sec: args
+            .max_requests_per_sec
+            .unwrap_or(base.max_requests_per_sec),
+        shutdown_grace: secs(args.shutdown_grace, base.shutdown_grace),
     };
+    limits
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid limit: {e}"))?;
     let listen_text = args.listen.clone().or_else(|| file.listen.clone());
     let default_listen = listen_text.is_none();
     let listen = match &listen_text {

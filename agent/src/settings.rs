@@ -79,6 +79,27 @@ pub struct LimitsSection {
     pub max_echo_payload_bytes: Option<usize>,
     /// Seconds in-flight requests get to finish on stop.
     pub shutdown_grace_secs: Option<u64>,
+    /// Requests one connection may send per second.
+    pub max_requests_per_sec: Option<u32>,
+}
+
+impl LimitsSection {
+    /// `base` with every limit this section sets replaced.
+    pub fn apply(&self, base: &crate::Limits) -> crate::Limits {
+        let secs =
+            |v: Option<u64>, d: std::time::Duration| v.map_or(d, std::time::Duration::from_secs);
+        crate::Limits {
+            max_connections: self.max_connections.unwrap_or(base.max_connections),
+            handshake_timeout: secs(self.handshake_timeout_secs, base.handshake_timeout),
+            idle_timeout: secs(self.idle_timeout_secs, base.idle_timeout),
+            max_frame_len: self.max_frame_bytes.unwrap_or(base.max_frame_len),
+            max_echo_payload: self.max_echo_payload_bytes.unwrap_or(base.max_echo_payload),
+            max_requests_per_sec: self
+                .max_requests_per_sec
+                .unwrap_or(base.max_requests_per_sec),
+            shutdown_grace: secs(self.shutdown_grace_secs, base.shutdown_grace),
+        }
+    }
 }
 
 /// A configuration file that cannot be used.
@@ -138,34 +159,11 @@ impl FileSettings {
             message,
         };
         crate::policy::Policy::from_file(&settings.policy).map_err(invalid)?;
-        let limits = &settings.limits;
-        for (key, value) in [
-            (
-                "limits.max_connections",
-                limits.max_connections.map(|v| v as u64),
-            ),
-            (
-                "limits.handshake_timeout_secs",
-                limits.handshake_timeout_secs,
-            ),
-            ("limits.idle_timeout_secs", limits.idle_timeout_secs),
-            (
-                "limits.max_frame_bytes",
-                limits.max_frame_bytes.map(|v| v as u64),
-            ),
-        ] {
-            if value == Some(0) {
-                return Err(invalid(format!("{key} must be greater than 0")));
-            }
-        }
-        if let Some(max) = limits.max_frame_bytes {
-            if max > lightsout_protocol::MAX_FRAME_LEN * 16 {
-                return Err(invalid(format!(
-                    "limits.max_frame_bytes = {max} is larger than {} (16x the protocol default)",
-                    lightsout_protocol::MAX_FRAME_LEN * 16
-                )));
-            }
-        }
+        settings
+            .limits
+            .apply(&crate::Limits::default())
+            .validate()
+            .map_err(|e| invalid(format!("[limits]: {e}")))?;
         let tls = &settings.tls;
         let given = [&tls.ca, &tls.cert, &tls.key]
             .iter()
@@ -251,7 +249,10 @@ mod tests {
         let err = FileSettings::parse("[limits]\nmax_connections = 0\n", Path::new("a.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("limits.max_connections"), "{err}");
+        assert!(
+            err.contains("[limits]") && err.contains("max_connections"),
+            "{err}"
+        );
 
         let err = FileSettings::parse("[tls]\nca = \"ca.pem\"\n", Path::new("a.toml"))
             .unwrap_err()

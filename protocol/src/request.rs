@@ -141,20 +141,8 @@ impl RequestEnvelope {
         let text = std::str::from_utf8(body).map_err(|e| DecodeError::NotUtf8 {
             offset: e.valid_up_to(),
         })?;
-
-        /// Just enough of the envelope to answer a request we cannot otherwise parse.
-        #[derive(Deserialize)]
-        struct Probe {
-            version: Option<serde_json::Value>,
-            id: Option<serde_json::Value>,
-        }
         let probe: Probe = serde_json::from_str(text).map_err(DecodeError::Json)?;
-        let id = probe
-            .id
-            .as_ref()
-            .and_then(|v| v.as_str())
-            .filter(|s| s.len() <= MAX_ID_LEN)
-            .map(str::to_owned);
+        let id = probe.id();
         match probe.version.as_ref().map(|v| v.as_u64()) {
             None => return Err(DecodeError::MissingVersion { id }),
             Some(Some(v)) if v == u64::from(PROTOCOL_VERSION) => {}
@@ -174,6 +162,31 @@ impl RequestEnvelope {
         }
         Ok(envelope)
     }
+}
+
+/// Just enough of the envelope to answer a request that cannot (or will not) be carried out.
+#[derive(Deserialize)]
+struct Probe {
+    version: Option<serde_json::Value>,
+    id: Option<serde_json::Value>,
+}
+
+impl Probe {
+    fn id(&self) -> Option<String> {
+        self.id
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .filter(|s| s.len() <= MAX_ID_LEN)
+            .map(str::to_owned)
+    }
+}
+
+/// The request id of a frame body, when it has a readable one, without decoding the request
+/// itself: for replies to requests that are refused before being looked at (rate limit).
+pub fn peek_id(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Probe>(body)
+        .ok()
+        .and_then(|probe| probe.id())
 }
 
 /// Why a frame body is not a request this agent accepts.
@@ -349,6 +362,18 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(matches!(decode(&deep), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn peek_id_reads_only_the_id() {
+        assert_eq!(
+            peek_id(br#"{"version":9,"id":"p1","request":{"kind":"teleport"}}"#).as_deref(),
+            Some("p1")
+        );
+        assert_eq!(peek_id(br#"{"id":7}"#), None);
+        assert_eq!(peek_id(b"\xff"), None);
+        let long = format!(r#"{{"id":"{}"}}"#, "x".repeat(MAX_ID_LEN + 1));
+        assert_eq!(peek_id(long.as_bytes()), None);
     }
 
     #[test]

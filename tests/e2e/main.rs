@@ -2,14 +2,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod at_most_once;
 mod authz;
 mod controller_cli;
+mod faults;
+mod hostile;
 mod lifecycle;
+mod netns;
 mod packaging;
 #[cfg(unix)]
 mod power_exec;
 #[cfg(unix)]
 mod privilege;
+mod resources;
+mod rig;
 mod smoke;
 mod wire_frames;
 mod wire_tls;

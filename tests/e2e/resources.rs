@@ -1,0 +1,124 @@
+//! What floods cost an agent process: memory stays bounded with a thousand half-open
+//! connections, a flood of handshakes, hundreds of idle authenticated connections and a peer
+//! announcing a 4 GiB frame.
+//!
+//! The `measure_*` tests are ignored by default: they print the figures the README quotes
+//! and take longer (a real default timeout must elapse). Run them with
+//! `cargo test -p lightsout-tests --test e2e measure -- --ignored --nocapture`, and with
+//! `LIGHTSOUT_AGENT_BIN=target/release/lightsout-agent` to measure a release build.
+
+use std::time::{Duration, Instant};
+
+use lightsout_protocol::ErrorKind;
+use lightsout_tests::Lab;
+use tokio::io::AsyncWriteExt;
+
+use crate::rig::*;
+
+/// Growth allowed over the idle agent's resident memory. Generous: the point is "bounded",
+/// not a figure (a leak or a buffered 4 GiB frame would be far beyond it).
+const MAX_GROWTH_KIB: u64 = 64 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_under_floods() {
+    let lab = Lab::new();
+    let agent = spawn_agent(&lab, &["--dry-run", "--max-connections", "2000"]);
+    let pid = agent.child.id();
+    // Counted before any client: a connection just closed may still hold a descriptor.
+    let sockets = open_sockets(pid);
+    assert_served(&lab, agent.addr).await;
+    let baseline = rss_kib(pid);
+    let mut figures = vec![("idle agent", baseline)];
+
+    // A thousand half-open connections: TCP up, TLS never started.
+    let mut half_open = Vec::new();
+    for _ in 0..1000 {
+        half_open.push(tcp(agent.addr).await);
+    }
+    wait_sockets(pid, sockets + 1000, true).await;
+    figures.push(("1000 half-open connections", rss_kib(pid)));
+    assert_served(&lab, agent.addr).await;
+    drop(half_open);
+    wait_sockets(pid, sockets + 10, false).await;
+
+    // A peer announcing a 4 GiB frame: refused from the header, nothing buffered.
+    let mut c = conn(&lab, agent.addr).await;
+    write_raw(c.get_mut(), &header(u32::MAX)).await;
+    c.get_mut().write_all(&[b'x'; 16 * 1024]).await.ok();
+    let response = read_response(&mut c).await;
+    assert_error(&response, ErrorKind::BadRequest, "exceeds the maximum");
+    figures.push(("after a 4 GiB frame header", rss_kib(pid)));
+
+    // A flood of handshakes, each connection closed right after.
+    let flood = tls_many(&lab, agent.addr, 300, 50).await;
+    drop(flood);
+    figures.push(("after 300 handshakes", rss_kib(pid)));
+
+    // Hundreds of authenticated connections held idle.
+    let idle = tls_many(&lab, agent.addr, 300, 50).await;
+    wait_sockets(pid, sockets + 300, true).await;
+    figures.push(("300 idle TLS connections", rss_kib(pid)));
+    assert_served(&lab, agent.addr).await;
+    drop(idle);
+
+    for (what, kib) in &figures {
+        eprintln!("agent RSS, {what}: {kib} KiB");
+        assert!(
+            kib.saturating_sub(baseline) < MAX_GROWTH_KIB,
+            "{what}: {kib} KiB against {baseline} KiB idle"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run with --ignored --nocapture"]
+async fn measure_rss_with_1000_idle_tls_connections() {
+    let lab = Lab::new();
+    let agent = spawn_agent(&lab, &["--dry-run", "--max-connections", "2000"]);
+    let pid = agent.child.id();
+    let sockets = open_sockets(pid);
+    assert_served(&lab, agent.addr).await;
+    let before = rss_kib(pid);
+    let started = Instant::now();
+    let held = tls_many(&lab, agent.addr, 1000, 100).await;
+    let took = started.elapsed();
+    wait_sockets(pid, sockets + 1000, true).await;
+    // Let every connection task settle into its idle read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid);
+    assert_served(&lab, agent.addr).await;
+    eprintln!(
+        "agent VmRSS: {before} KiB idle, {after} KiB holding {} TLS connections \
+         ({:.1} KiB each); 1000 handshakes took {took:?}",
+        held.len(),
+        (after - before) as f64 / held.len() as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run with --ignored --nocapture (takes 30 s)"]
+async fn measure_how_long_slow_clients_survive_with_default_settings() {
+    let lab = Lab::new();
+    let agent = spawn_agent(&lab, &["--dry-run"]);
+    let opened = Instant::now();
+    let mut slowloris = tcp(agent.addr).await;
+    slowloris.write_all(&client_hello(&lab)).await.unwrap();
+    let mut silent = tcp(agent.addr).await;
+    let mut quiet = tls(&lab, agent.addr).await;
+    let long = Duration::from_secs(120);
+    expect_closed(&mut slowloris, long).await;
+    eprintln!(
+        "ClientHello then silence: closed after {:?}",
+        opened.elapsed()
+    );
+    expect_closed(&mut silent, long).await;
+    eprintln!(
+        "connected, never a byte: closed after {:?}",
+        opened.elapsed()
+    );
+    expect_closed(&mut quiet, long).await;
+    eprintln!(
+        "TLS established, no request: closed after {:?}",
+        opened.elapsed()
+    );
+}
