@@ -20,7 +20,8 @@
 //! - [`dispatch`]: decodes a frame and routes it to its command; remembers power replies.
 //! - [`cmd`]: one module per request kind.
 //! - [`power`]: pending actions, the agent-side timer and running the command.
-//! - [`health`]: the health snapshot.
+//! - [`health`]: the health snapshot (and the test-only simulated reboot).
+//! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
 //! - [`privilege`]: whether this process may power the machine off.
 
 pub mod access;
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod discovery;
 pub mod dispatch;
 pub mod health;
 pub mod listener;
@@ -38,5 +40,5 @@ pub mod privilege;
 pub mod server;
 pub mod settings;
 
-pub use config::{Config, Limits};
+pub use config::{Config, Limits, Testing};
 pub use server::run;
