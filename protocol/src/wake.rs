@@ -59,7 +59,9 @@ impl MacAddr {
         }
         let mac = MacAddr(octets);
         if octets == [0; 6] {
-            return Err(format!("{s:?}: the all-zero MAC address belongs to no card"));
+            return Err(format!(
+                "{s:?}: the all-zero MAC address belongs to no card"
+            ));
         }
         if octets[0] & 1 == 1 {
             return Err(format!(

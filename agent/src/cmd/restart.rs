@@ -26,10 +26,10 @@ pub fn run(
                 reply.dry_run && shared.config.dry_run,
                 &execution,
             ) {
-                shared.health.simulated.schedule(
-                    std::time::Duration::from_secs(reply.delay_secs),
-                    downtime,
-                );
+                shared
+                    .health
+                    .simulated
+                    .schedule(std::time::Duration::from_secs(reply.delay_secs), downtime);
             }
             (Response::ok(id, Reply::Restart(reply)), execution)
         }

@@ -40,9 +40,8 @@ pub fn run(id: &str, params: &WakeParams, dry_run: bool) -> Response {
             }),
         );
     }
-    let result = broadcast_socket().and_then(|socket| {
-        send_magic_packets(&socket, &macs, SocketAddr::from((broadcast, port)))
-    });
+    let result = broadcast_socket()
+        .and_then(|socket| send_magic_packets(&socket, &macs, SocketAddr::from((broadcast, port))));
     match result {
         Ok(sent) => {
             info!(request_id = %id, count = sent.len(), %broadcast, port, "magic packets sent");

@@ -72,11 +72,7 @@ impl HealthProbe {
                     .map_or(0, |d| d.as_secs());
                 (Some(id), at, now.saturating_sub(at))
             }
-            None => (
-                boot_id(),
-                System::boot_time().unwrap_or(0),
-                uptime_secs,
-            ),
+            None => (boot_id(), System::boot_time().unwrap_or(0), uptime_secs),
         };
         Health {
             hostname: System::host_name().unwrap_or_else(|_| "unknown".into()),
@@ -91,10 +87,7 @@ impl HealthProbe {
             cpu_count: self.cpu_count,
             memory_total_bytes,
             memory_available_bytes,
-            logged_in_users: config
-                .testing
-                .fake_logged_in_users
-                .or_else(users::count),
+            logged_in_users: config.testing.fake_logged_in_users.or_else(users::count),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             privileged: config.privileged,
             dry_run: config.dry_run,
