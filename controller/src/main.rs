@@ -199,7 +199,11 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
             }
         }
         Command::Discover(args) => {
-            let inventory = inventory(global)?;
+            // Discovery may create the inventory it writes to.
+            let inventory = match &global.inventory {
+                Some(path) if args.write_inventory && !path.exists() => Inventory::absent(path),
+                _ => inventory(global)?,
+            };
             Ok(discover::run(
                 &inventory,
                 args.broadcast,

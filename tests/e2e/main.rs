@@ -3,4 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod authz;
+mod lab;
+mod lan;
 mod smoke;
