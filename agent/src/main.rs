@@ -86,7 +86,7 @@ fn resolve(args: &Args) -> anyhow::Result<Resolved> {
             TlsFiles::agent(&home)
         }
     };
-    let discovery = if args.discoverable {
+    let discovery = if args.discoverable || file.discoverable.unwrap_or(false) {
         Some(
             AgentIdentity::from_cert_file(&tls.cert)
                 .context("--discoverable: cannot read the agent certificate")?,

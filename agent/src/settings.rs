@@ -23,6 +23,8 @@ pub struct FileSettings {
     pub dry_run: Option<bool>,
     /// Stand-in for the system's `shutdown` (tests, demonstrations).
     pub power_command: Option<PathBuf>,
+    /// Answer LAN discovery probes.
+    pub discoverable: Option<bool>,
     /// Certificates and revocation list.
     #[serde(default)]
     pub tls: TlsSection,

@@ -46,19 +46,18 @@ impl Live {
     pub fn new(command: &str, mode: Mode, total: usize) -> Self {
         let bar =
             (mode == Mode::Table && std::io::stderr().is_terminal() && total > 0).then(|| {
+                let style = ProgressStyle::with_template(
+                    "{spinner} {prefix} [{bar:30}] {pos}/{len} hosts done, {msg} ({elapsed})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
                 let bar = ProgressBar::with_draw_target(
                     Some(total as u64),
                     ProgressDrawTarget::stderr_with_hz(10),
-                );
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {prefix} [{bar:30}] {pos}/{len} hosts done, {msg} ({elapsed})",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                bar.set_prefix(command.to_owned());
-                bar.set_message("0 failed");
+                )
+                .with_style(style)
+                .with_prefix(command.to_owned())
+                .with_message("0 failed");
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bar
             });

@@ -128,12 +128,26 @@ impl Drop for Lan {
     fn drop(&mut self) {
         // Deleting a namespace deletes its links; the veth peers go with them.
         for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            delete_namespace(ns);
         }
     }
 }
 
-/// Deletes namespaces left by test processes that no longer exist (killed mid-run).
+/// Kills whatever still runs in `ns` (by process id, as `ip netns pids` lists them), then
+/// deletes it: a namespace outlives its name while a process is inside.
+fn delete_namespace(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if pid.chars().all(|c| c.is_ascii_digit()) {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
+}
+
+/// Deletes namespaces (and ends the processes in them) left by test processes that no longer
+/// exist: killed mid-run, their Drop guards never ran.
 fn remove_leftovers() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
@@ -148,7 +162,7 @@ fn remove_leftovers() {
             && rest[pid.len()..].starts_with('x')
             && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
+            delete_namespace(name);
         }
     }
 }
