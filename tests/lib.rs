@@ -230,8 +230,18 @@ impl Run {
 
 impl Lab {
     /// Runs `lightsout ARGS` with this lab's home.
+    ///
+    /// A lab's agents run on this machine's loopback, which the controller protects from
+    /// shutdown and restart unless told `--include-self`: power commands get it here (the
+    /// self-protection itself is tested in `e2e/lab.rs`, which does not use this helper).
     pub fn lightsout(&self, args: &[&str]) -> Run {
-        Run::of(self.controller_cmd().args(args))
+        let mut cmd = self.controller_cmd();
+        cmd.args(args);
+        let power = args.iter().any(|a| *a == "shutdown" || *a == "restart");
+        if power && !args.contains(&"--include-self") {
+            cmd.arg("--include-self");
+        }
+        Run::of(&mut cmd)
     }
 
     /// Runs `lightsout --json ARGS`, asserts the exit code and returns the document.

@@ -96,6 +96,27 @@ pub struct Args {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 10].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
+
+    /// Answer LAN discovery probes (UDP on the listen port) with this agent's certificate
+    /// name, address, port and certificate fingerprint, nothing else; rate-limited. Off by
+    /// default.
+    #[arg(long)]
+    pub discoverable: bool,
+
+    /// TESTS AND DEMOS ONLY: report N logged-in users in the health snapshot instead of
+    /// reading utmp (to exercise `lightsout shutdown --skip-busy` without real logins).
+    #[arg(long, value_name = "N", hide = true)]
+    pub fake_logged_in_users: Option<u32>,
+
+    /// TESTS AND DEMOS ONLY, needs --dry-run: after a rehearsed restart, pretend to reboot
+    /// when it is due — refuse connections for --simulate-downtime, then report a new
+    /// boot_id (to exercise `lightsout restart --wait`).
+    #[arg(long, hide = true)]
+    pub simulate_reboot: bool,
+
+    /// TESTS AND DEMOS ONLY: how long a simulated reboot stays unreachable, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 500, hide = true)]
+    pub simulate_downtime_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]

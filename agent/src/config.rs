@@ -102,6 +102,19 @@ pub struct Config {
     pub target_os: TargetOs,
     /// Resource limits.
     pub limits: Limits,
+    /// Test and demonstration facilities; all off in production.
+    pub testing: Testing,
+}
+
+/// Facilities for tests and demonstrations only (hidden command-line options, documented in
+/// the README). None of them can make a real power action happen.
+#[derive(Debug, Clone, Default)]
+pub struct Testing {
+    /// Report this many logged-in users instead of reading utmp.
+    pub fake_logged_in_users: Option<u32>,
+    /// Dry-run agents only: after a (rehearsed) restart, pretend to reboot — stay unreachable
+    /// for this long, then report a new boot identity.
+    pub simulate_reboot: Option<Duration>,
 }
 
 impl Config {
@@ -116,6 +129,7 @@ impl Config {
             power_command: None,
             target_os: TargetOs::current(),
             limits: Limits::default(),
+            testing: Testing::default(),
         }
     }
 }

@@ -70,7 +70,8 @@ pub async fn handle(
     audit.request_id = Some(id.clone());
     audit.kind = Some(kind.to_owned());
     audit.args = serde_json::to_value(&envelope.request).ok();
-    audit.dry_run = dry_run || shared.config.dry_run;
+    // The agent's dry-run mode rehearses what takes machines down; wake is not affected.
+    audit.dry_run = dry_run || (shared.config.dry_run && kind != "wake");
 
     if let Err(reason) = shared
         .config
@@ -121,6 +122,7 @@ pub async fn handle(
         Request::Shutdown(params) => cmd::shutdown::run(shared, caller, &id, &params, dry_run),
         Request::Restart(params) => cmd::restart::run(shared, caller, &id, &params, dry_run),
         Request::Cancel => (cmd::cancel::run(shared, caller, &id, dry_run).await, None),
+        Request::Wake(params) => (cmd::wake::run(&id, &params, dry_run), None),
     };
 
     if let Some(accepted) = execution.take() {

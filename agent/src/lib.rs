@@ -21,7 +21,8 @@
 //! - [`cmd`]: one module per request kind.
 //! - [`rate`]: the per-connection request rate limit (a token bucket).
 //! - [`power`]: pending actions, the agent-side timer and running the command.
-//! - [`health`]: the health snapshot.
+//! - [`health`]: the health snapshot (and the test-only simulated reboot).
+//! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
 //! - [`privilege`]: whether this process may power the machine off.
 
 pub mod access;
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod discovery;
 pub mod dispatch;
 pub mod health;
 pub mod listener;
@@ -40,5 +42,5 @@ pub mod rate;
 pub mod server;
 pub mod settings;
 
-pub use config::{Config, Limits};
+pub use config::{Config, Limits, Testing};
 pub use server::run;

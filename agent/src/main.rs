@@ -11,6 +11,7 @@ use clap::Parser;
 use lightsout_agent::access::{Access, AccessSources};
 use lightsout_agent::audit::{self, AuditLog};
 use lightsout_agent::cli::{AgentCommand, Args, AuditCommand, LogFormat};
+use lightsout_agent::discovery::{AgentIdentity, Responder};
 use lightsout_agent::policy::PolicyFile;
 use lightsout_agent::settings::FileSettings;
 use lightsout_agent::{Config, Limits, listener};
@@ -40,6 +41,8 @@ struct Resolved {
     config: Config,
     access: Arc<Access>,
     audit: Arc<AuditLog>,
+    /// What `--discoverable` announces; `None` when not discoverable.
+    discovery: Option<AgentIdentity>,
 }
 
 fn file_settings(args: &Args) -> anyhow::Result<FileSettings> {
@@ -85,6 +88,14 @@ fn resolve(args: &Args, file: &FileSettings) -> anyhow::Result<Resolved> {
             })?;
             TlsFiles::agent(&home)
         }
+    };
+    let discovery = if args.discoverable || file.discoverable.unwrap_or(false) {
+        Some(
+            AgentIdentity::from_cert_file(&tls.cert)
+                .context("--discoverable: cannot read the agent certificate")?,
+        )
+    } else {
+        None
     };
     let explicit_crl = args.crl.clone().or_else(|| file.tls.crl.clone());
     let crl_required = explicit_crl.is_some();
@@ -147,6 +158,13 @@ fn resolve(args: &Args, file: &FileSettings) -> anyhow::Result<Resolved> {
     config.dry_run = args.dry_run || file.dry_run.unwrap_or(false);
     config.power_command = power_command;
     config.limits = limits;
+    config.testing.fake_logged_in_users = args.fake_logged_in_users;
+    if args.simulate_reboot {
+        if !config.dry_run {
+            bail!("--simulate-reboot is a test facility for dry-run agents: add --dry-run");
+        }
+        config.testing.simulate_reboot = Some(Duration::from_millis(args.simulate_downtime_ms));
+    }
     Ok(Resolved {
         listen,
         default_listen,
@@ -154,6 +172,7 @@ fn resolve(args: &Args, file: &FileSettings) -> anyhow::Result<Resolved> {
         config,
         access,
         audit,
+        discovery,
     })
 }
 
@@ -212,6 +231,7 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
         config,
         access,
         audit,
+        discovery,
     } = resolved;
     let listener = if default_listen {
         listener::bind_any(listen.port())
@@ -220,6 +240,11 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     }
     .with_context(|| format!("failed to listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    if let Some(identity) = discovery {
+        let responder = Responder::bind(bound, identity)
+            .with_context(|| format!("--discoverable: cannot bind UDP port {}", bound.port()))?;
+        tokio::spawn(responder.serve(std::future::pending()));
+    }
     tracing::info!(home = %home.dir().display(), audit = %audit.path().display(), "starting");
     spawn_reloader(access, audit);
     // One line on stdout for scripts and tests that started us on port 0.

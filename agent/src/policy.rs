@@ -7,7 +7,7 @@
 //!    there is one, else the entry for its role (`roles`, over the built-in table), else
 //!    `unknown_role` (default: echo only) — which also covers certificates with no role.
 //!
-//! Built-in roles: `monitor` (echo), `operator` (echo, restart, cancel), `admin` (all).
+//! Built-in roles: `monitor` (echo), `operator` (echo, restart, cancel, wake), `admin` (all).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +15,7 @@ use lightsout_pki::Identity;
 use serde::Deserialize;
 
 /// Every request kind, as named on the wire and in the policy file.
-pub const KINDS: [&str; 4] = ["echo", "shutdown", "restart", "cancel"];
+pub const KINDS: [&str; 5] = ["echo", "shutdown", "restart", "cancel", "wake"];
 
 /// The policy as written in the configuration file (all fields optional).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -51,7 +51,7 @@ impl Default for Policy {
     fn default() -> Self {
         let roles = [
             ("monitor", set(&["echo"])),
-            ("operator", set(&["echo", "restart", "cancel"])),
+            ("operator", set(&["echo", "restart", "cancel", "wake"])),
             ("admin", set(&KINDS)),
         ]
         .into_iter()
@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(allowed(&p, &who("m", Some("monitor"))), ["echo"]);
         assert_eq!(
             allowed(&p, &who("o", Some("operator"))),
-            ["echo", "restart", "cancel"]
+            ["echo", "restart", "cancel", "wake"]
         );
         assert_eq!(allowed(&p, &who("a", Some("admin"))), KINDS);
         assert_eq!(allowed(&p, &who("n", None)), ["echo"]);

@@ -72,6 +72,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if shared.health.simulated.is_down() {
+                        // `--simulate-reboot` (tests and demos): "rebooting", so unreachable.
+                        drop(stream);
+                        continue;
+                    }
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         // Closing at once is the cheapest possible answer and leaves the
                         // connections already admitted untouched.

@@ -25,6 +25,8 @@ pub struct FileSettings {
     pub power_command: Option<PathBuf>,
     /// Log format: `text` or `json`.
     pub log_format: Option<crate::cli::LogFormat>,
+    /// Answer LAN discovery probes.
+    pub discoverable: Option<bool>,
     /// Certificates and revocation list.
     #[serde(default)]
     pub tls: TlsSection,

@@ -1,7 +1,7 @@
 //! The command line, as clap types. Kept in the library so that shell completions and man
 //! pages are generated from the very definitions the binary parses.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,32 +54,54 @@ pub struct Global {
     /// More diagnostics on stderr (-v debug, -vv trace). `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Print one JSON object per line, one per host, as results arrive.
+    #[arg(long, global = true, conflicts_with = "json")]
+    pub jsonl: bool,
+    /// Inventory of hosts and groups: TOML, or an Ansible INI inventory [default:
+    /// HOME/inventory.toml if it exists].
+    #[arg(long, global = true, env = "LIGHTSOUT_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
 }
+
+/// What TARGET means, for every command's help.
+const TARGETS: &str =
+    "Hosts: NAME (from the inventory), @GROUP, all, ADDRESS, HOST:PORT, [IPv6]:PORT.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Health check: each agent returns the payload and a health snapshot.
     Echo {
-        /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
-        #[arg(required = true, value_name = "TARGET")]
+        #[arg(required = true, value_name = "TARGET", help = TARGETS)]
         targets: Vec<String>,
         /// Text the agents send back.
         #[arg(long, default_value = "ping")]
         payload: String,
     },
-    /// Power machines off.
+    /// Status board: one row per host — up/down, uptime, load, memory, users, OS, agent.
+    Status {
+        /// Hosts [default: all]. NAME, @GROUP, all, ADDRESS, HOST:PORT, [IPv6]:PORT.
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+    },
+    /// Power machines off (asks for confirmation for more than one host).
     Shutdown(PowerArgs),
-    /// Restart machines.
-    Restart(PowerArgs),
+    /// Restart machines (asks for confirmation for more than one host).
+    Restart(RestartArgs),
     /// Abort pending shutdowns and restarts.
     Cancel {
-        /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
-        #[arg(required = true, value_name = "TARGET")]
+        #[arg(required = true, value_name = "TARGET", help = TARGETS)]
         targets: Vec<String>,
         /// Report what would be done, do nothing.
         #[arg(long)]
         dry_run: bool,
     },
+    /// Wake machines with Wake-on-LAN magic packets (MACs from the inventory).
+    Wake(WakeArgs),
+    /// Find agents on the LAN that answer discovery probes (`lightsout-agent --discoverable`).
+    Discover(DiscoverArgs),
+    /// The inventory: what targets resolve to; learning MAC addresses from the agents.
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
     /// Certificates: create the CA, issue agent and controller certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -94,8 +116,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct PowerArgs {
-    /// Hosts: HOST, HOST:PORT, [IPv6]:PORT.
-    #[arg(required = true, value_name = "TARGET")]
+    #[arg(required = true, value_name = "TARGET", help = TARGETS)]
     pub targets: Vec<String>,
     /// Wait before acting: 90 (seconds), 90s, 5m, 1h.
     #[arg(long, default_value = "0", value_parser = duration::parse)]
@@ -109,6 +130,82 @@ pub struct PowerArgs {
     /// Replace an action already pending on a host instead of being refused.
     #[arg(long)]
     pub replace: bool,
+    /// Do not ask for confirmation. Without a terminal, more than one host needs it.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Leave out hosts where someone is logged in (checked first with an echo); they are
+    /// reported as skipped, not failed.
+    #[arg(long)]
+    pub skip_busy: bool,
+    /// Send to N hosts at a time.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
+    /// Pause between batches: 30s, 2m, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration::parse_pause, requires = "batch")]
+    pub stagger: Duration,
+    /// Allow the machine this controller runs on, when it is named explicitly (not through
+    /// a group or `all`). Otherwise it is refused (named) or skipped (in a group).
+    #[arg(long)]
+    pub include_self: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub power: PowerArgs,
+    /// After the restart is accepted, wait until each host answers again with a new boot
+    /// identity, and report how long it took.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long to wait for each host to come back, counted from when the restart is due.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration::parse_timeout, requires = "wait")]
+    pub wait_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WakeArgs {
+    #[arg(required = true, value_name = "TARGET", help = TARGETS)]
+    pub targets: Vec<String>,
+    /// Broadcast address the magic packets go to.
+    #[arg(long, value_name = "ADDR", default_value_t = Ipv4Addr::BROADCAST)]
+    pub broadcast: Ipv4Addr,
+    /// UDP port the magic packets go to.
+    #[arg(long, default_value_t = lightsout_protocol::wake::DEFAULT_WAKE_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Ask this (awake) agent to send the packets, from inside the lab's LAN.
+    #[arg(long, value_name = "HOST")]
+    pub via: Option<String>,
+    /// Report what would be sent, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Broadcast address the probe goes to (--timeout is how long answers are awaited).
+    #[arg(long, value_name = "ADDR", default_value_t = Ipv4Addr::BROADCAST)]
+    pub broadcast: Ipv4Addr,
+    /// The agents' port.
+    #[arg(long, default_value_t = lightsout_protocol::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Add the agents found to the inventory (TOML) unless their name or address is in it.
+    #[arg(long)]
+    pub write_inventory: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Show the hosts targets resolve to [default: all].
+    List {
+        /// NAME, @GROUP, all, ADDRESS, HOST:PORT.
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+    },
+    /// Ask agents for their MAC addresses and record them in the inventory (for `wake`).
+    Learn {
+        #[arg(required = true, value_name = "TARGET", help = TARGETS)]
+        targets: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -70,6 +70,17 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Like [`parse_timeout`] but zero is allowed: a pause that may be none.
+///
+/// # Errors
+/// A readable reason.
+pub fn parse_pause(s: &str) -> Result<Duration, String> {
+    match parse_timeout(s) {
+        Err(_) if parse(s) == Ok(Duration::ZERO) => Ok(Duration::ZERO),
+        other => other,
+    }
+}
+
 /// Short human form: `45s`, `5m`, `1h30m`.
 pub fn human(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);

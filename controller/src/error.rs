@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-/// Why a request to one agent did not get an answer.
-#[derive(Debug, thiserror::Error)]
+/// Why a request to one agent did not get an answer (or, for `wake`, why nothing was sent).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// The host name did not resolve.
     #[error("cannot resolve {host}: {reason}")]
@@ -33,6 +33,9 @@ pub enum ClientError {
     /// Any other network error.
     #[error("network error: {0}")]
     Io(String),
+    /// `wake`: no MAC address is known for the host.
+    #[error("{0}")]
+    NoMac(String),
 }
 
 fn humantime(d: Duration) -> String {
@@ -54,6 +57,7 @@ impl ClientError {
             ClientError::Timeout(_) => "timeout",
             ClientError::Protocol(_) => "protocol",
             ClientError::Io(_) => "io",
+            ClientError::NoMac(_) => "no_mac",
         }
     }
 

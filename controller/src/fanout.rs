@@ -3,26 +3,29 @@
 //! Every host gets an outcome: a slow or dead host costs its own deadline and nothing else,
 //! and the run never stops at the first failure. Concurrency is capped (`parallel`), and a
 //! host's deadline starts when it gets a slot, so hosts waiting their turn do not time out.
-//! Hosts run on spawned tasks so the TLS handshakes use every core.
+//! Hosts run on spawned tasks so the TLS handshakes use every core, and each outcome is handed
+//! to the caller as soon as it is known (progress bar, `--jsonl`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lightsout_protocol::{Outcome, RequestEnvelope, Response};
+use lightsout_protocol::{Outcome, Reply, Request, RequestEnvelope, Response};
 use rustls::ClientConfig;
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::target::Target;
+use crate::inventory::Host;
 
 /// How to reach the hosts.
 #[derive(Debug, Clone)]
 pub struct FanOut {
     /// Client TLS configuration (our certificate, the CA).
     pub tls: Arc<ClientConfig>,
-    /// Name the agents' certificates must match instead of the host as typed.
+    /// Name every agent's certificate must match instead of the host as typed (overrides
+    /// the inventory's per-host `tls_name`).
     pub tls_name: Option<String>,
     /// Deadline per host: connect, handshake, request and response together.
     pub timeout: Duration,
@@ -30,27 +33,113 @@ pub struct FanOut {
     pub parallel: usize,
 }
 
+/// What happened for one host.
+#[derive(Debug)]
+pub enum HostOutcome {
+    /// The agent answered (which may itself be an error reply).
+    Response(Response),
+    /// No answer: why.
+    Error(ClientError),
+    /// Deliberately not contacted (busy, the controller's own machine, ...): why.
+    Skipped(String),
+    /// Done by the controller itself, no agent involved (a magic packet sent).
+    Done {
+        /// One line for the table.
+        detail: String,
+        /// The `response` object for `--json`.
+        data: Value,
+    },
+}
+
+/// After `restart --wait`: whether the host came back with a new boot identity.
+#[derive(Debug, Clone)]
+pub struct WaitOutcome {
+    /// It answered again with a new boot identity.
+    pub back: bool,
+    /// From the restart being accepted to the host answering again (or giving up).
+    pub after: Duration,
+    /// The new boot identity, or why it is not known.
+    pub detail: String,
+}
+
+/// The three ways a host can end up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// It worked.
+    Ok,
+    /// It did not.
+    Failed,
+    /// Not attempted, on purpose; not a failure.
+    Skipped,
+}
+
+impl Status {
+    /// `ok`, `failed`, `skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 /// One host's outcome.
 #[derive(Debug)]
 pub struct HostResult {
-    /// The host as given.
-    pub target: Target,
+    /// The host.
+    pub host: Host,
     /// Time from the host's start to its outcome.
     pub elapsed: Duration,
-    /// The agent's response (which may itself be an error), or why there is none.
-    pub outcome: Result<Response, ClientError>,
+    /// What happened.
+    pub outcome: HostOutcome,
+    /// `restart --wait` only.
+    pub wait: Option<WaitOutcome>,
 }
 
 impl HostResult {
-    /// True when the agent answered with success.
-    pub fn ok(&self) -> bool {
-        matches!(
-            &self.outcome,
-            Ok(Response {
+    /// A result with no elapsed time.
+    pub fn new(host: Host, outcome: HostOutcome) -> Self {
+        Self {
+            host,
+            elapsed: Duration::ZERO,
+            outcome,
+            wait: None,
+        }
+    }
+
+    /// Ok, failed or skipped.
+    pub fn status(&self) -> Status {
+        let answered_ok = match &self.outcome {
+            HostOutcome::Skipped(_) => return Status::Skipped,
+            HostOutcome::Response(Response {
                 outcome: Outcome::Ok(_),
                 ..
             })
-        )
+            | HostOutcome::Done { .. } => true,
+            HostOutcome::Response(_) | HostOutcome::Error(_) => false,
+        };
+        if answered_ok && self.wait.as_ref().is_none_or(|w| w.back) {
+            Status::Ok
+        } else {
+            Status::Failed
+        }
+    }
+
+    /// True when the host succeeded.
+    pub fn ok(&self) -> bool {
+        self.status() == Status::Ok
+    }
+
+    /// The agent's successful reply, if that is the outcome.
+    pub fn reply(&self) -> Option<&Reply> {
+        match &self.outcome {
+            HostOutcome::Response(Response {
+                outcome: Outcome::Ok(reply),
+                ..
+            }) => Some(reply),
+            _ => None,
+        }
     }
 }
 
@@ -59,63 +148,87 @@ pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A health check request.
+pub fn echo_request(payload: &str) -> RequestEnvelope {
+    RequestEnvelope::new(
+        new_request_id(),
+        false,
+        Request::Echo {
+            payload: payload.to_owned(),
+        },
+    )
+}
+
 impl FanOut {
     /// One request to one host, under the deadline.
-    pub async fn one(&self, target: &Target, request: &RequestEnvelope) -> HostResult {
+    pub async fn one(&self, host: &Host, request: &RequestEnvelope) -> HostResult {
         let started = Instant::now();
+        let tls_name = self.tls_name.as_deref().or(host.tls_name.as_deref());
         let exchange = async {
-            let mut client =
-                Client::connect(target, self.tls.clone(), self.tls_name.as_deref()).await?;
+            let mut client = Client::connect(&host.target, self.tls.clone(), tls_name).await?;
             let response = client.call(request).await?;
             client.close(Duration::from_millis(200)).await;
             Ok(response)
         };
         let outcome = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(ClientError::Timeout(self.timeout)),
+            Ok(Ok(response)) => HostOutcome::Response(response),
+            Ok(Err(e)) => HostOutcome::Error(e),
+            Err(_) => HostOutcome::Error(ClientError::Timeout(self.timeout)),
         };
         HostResult {
-            target: target.clone(),
+            host: host.clone(),
             elapsed: started.elapsed(),
             outcome,
+            wait: None,
         }
     }
 
-    /// Sends `make_request(host)` to every target; results come back in the targets' order.
-    pub async fn run<F>(&self, targets: &[Target], make_request: F) -> Vec<HostResult>
+    /// Sends `make_request(host)` to every host, calling `on_done` with each result as it
+    /// arrives; returns the results in the hosts' order.
+    pub async fn run<F, D>(
+        &self,
+        hosts: &[Host],
+        make_request: F,
+        mut on_done: D,
+    ) -> Vec<HostResult>
     where
-        F: Fn(&Target) -> RequestEnvelope,
+        F: Fn(&Host) -> RequestEnvelope,
+        D: FnMut(&HostResult),
     {
         let slots = Arc::new(Semaphore::new(self.parallel.max(1)));
         let mut set = JoinSet::new();
-        for (index, target) in targets.iter().enumerate() {
-            let request = make_request(target);
+        for (index, host) in hosts.iter().enumerate() {
+            let request = make_request(host);
             let this = self.clone();
-            let target = target.clone();
+            let host = host.clone();
             let slots = slots.clone();
             set.spawn(async move {
                 // The semaphore is never closed, so acquiring only waits.
                 let _slot = slots.acquire_owned().await;
-                (index, this.one(&target, &request).await)
+                (index, this.one(&host, &request).await)
             });
         }
-        let mut results: Vec<Option<HostResult>> = targets.iter().map(|_| None).collect();
+        let mut results: Vec<Option<HostResult>> = hosts.iter().map(|_| None).collect();
         while let Some(joined) = set.join_next().await {
             match joined {
-                Ok((index, result)) => results[index] = Some(result),
+                Ok((index, result)) => {
+                    on_done(&result);
+                    results[index] = Some(result);
+                }
                 Err(e) => tracing::error!(error = %e, "a host task panicked"),
             }
         }
         results
             .into_iter()
-            .zip(targets)
-            .map(|(r, t)| {
-                r.unwrap_or_else(|| HostResult {
-                    target: t.clone(),
-                    elapsed: Duration::ZERO,
-                    outcome: Err(ClientError::Protocol(
-                        "internal error: host task failed".into(),
-                    )),
+            .zip(hosts)
+            .map(|(r, h)| {
+                r.unwrap_or_else(|| {
+                    HostResult::new(
+                        h.clone(),
+                        HostOutcome::Error(ClientError::Protocol(
+                            "internal error: host task failed".into(),
+                        )),
+                    )
                 })
             })
             .collect()

@@ -1,15 +1,17 @@
-//! Presenting results: a table for people, one JSON document for scripts.
+//! Presenting results: a table for people (sorted by host), one JSON document or one JSON
+//! line per host for scripts, and the status board.
 //!
 //! Every piece of text that came from an agent goes through [`sanitize`] before it reaches the
 //! terminal: a compromised or buggy lab machine must not be able to send escape sequences
 //! to the administrator's terminal.
 
 use lightsout_protocol::response::CancelReply;
-use lightsout_protocol::{Health, Outcome, PowerReply, Reply};
+use lightsout_protocol::{Health, Outcome, PowerReply, Reply, WakeReply};
 use serde_json::{Value, json};
 
 use crate::duration::human;
-use crate::fanout::HostResult;
+use crate::fanout::{HostOutcome, HostResult, Status};
+use crate::inventory::natural_cmp;
 
 /// Replaces control characters (C0, C1, DEL) and Unicode bidirectional overrides with `?`.
 pub fn sanitize(s: &str) -> String {
@@ -106,20 +108,68 @@ fn echo_detail(payload: &str, h: &Health) -> String {
     )
 }
 
+fn wake_detail(w: &WakeReply, via: Option<&str>) -> String {
+    let macs: Vec<String> = w.sent.iter().map(ToString::to_string).collect();
+    let by = via.map_or_else(String::new, |v| format!(" by {}", sanitize(v)));
+    if w.dry_run {
+        format!(
+            "dry run: would send magic packets for {}{by} to {}:{}",
+            macs.join(", "),
+            w.broadcast,
+            w.port
+        )
+    } else {
+        format!(
+            "magic packets sent for {}{by} to {}:{}",
+            macs.join(", "),
+            w.broadcast,
+            w.port
+        )
+    }
+}
+
 /// One line of detail for a host.
 pub fn detail(result: &HostResult) -> String {
-    match &result.outcome {
-        Err(e) => sanitize(&e.to_string()),
-        Ok(response) => match &response.outcome {
+    let main = match &result.outcome {
+        HostOutcome::Error(e) => sanitize(&e.to_string()),
+        HostOutcome::Skipped(reason) => format!("skipped: {}", sanitize(reason)),
+        HostOutcome::Done { detail, .. } => sanitize(detail),
+        HostOutcome::Response(response) => match &response.outcome {
             Outcome::Error(e) => format!("{}: {}", e.kind, sanitize(&e.message)),
             Outcome::Ok(Reply::Echo { payload, health }) => echo_detail(payload, health),
             Outcome::Ok(Reply::Shutdown(p) | Reply::Restart(p)) => power_detail(p),
             Outcome::Ok(Reply::Cancel(c)) => cancel_detail(c),
+            Outcome::Ok(Reply::Wake(w)) => wake_detail(w, None),
         },
+    };
+    match &result.wait {
+        Some(w) if w.back => format!(
+            "{main}; back after {} ({})",
+            seconds(w.after),
+            sanitize(&w.detail)
+        ),
+        Some(w) => format!(
+            "{main}; NOT BACK after {}: {}",
+            seconds(w.after),
+            sanitize(&w.detail)
+        ),
+        None => main,
     }
 }
 
+/// Detail for a wake sent through an agent.
+pub fn wake_via_detail(w: &WakeReply, via: &str) -> String {
+    wake_detail(w, Some(via))
+}
+
+fn seconds(d: std::time::Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
 fn elapsed(result: &HostResult) -> String {
+    if matches!(result.outcome, HostOutcome::Skipped(_)) {
+        return "-".into();
+    }
     let ms = result.elapsed.as_secs_f64() * 1000.0;
     if ms < 1000.0 {
         format!("{ms:.0} ms")
@@ -128,65 +178,132 @@ fn elapsed(result: &HostResult) -> String {
     }
 }
 
-/// The human table, one row per host in the order given, then a summary line.
-pub fn table(results: &[HostResult]) -> String {
-    let hosts: Vec<String> = results
-        .iter()
-        .map(|r| sanitize(&r.target.to_string()))
-        .collect();
-    let width = hosts
-        .iter()
-        .map(|h| h.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let mut out = format!(
-        "{:<width$}  {:<6}  {:>7}  DETAIL\n",
-        "HOST", "STATUS", "TIME"
-    );
-    for (r, host) in results.iter().zip(&hosts) {
-        let status = if r.ok() { "ok" } else { "FAILED" };
-        out.push_str(&format!(
-            "{host:<width$}  {status:<6}  {:>7}  {}\n",
-            elapsed(r),
-            detail(r)
-        ));
+/// Aligns `rows` under `headers`; columns listed in `right` are right-aligned, the last
+/// column is never padded. Every cell must already be sanitised.
+pub fn render_table(headers: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let columns = headers.len();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
     }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let last = i + 1 == cells.len();
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if right.contains(&i) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                if !last {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// Results sorted by host name, naturally (`lab-2` before `lab-10`).
+pub fn sorted(results: &[HostResult]) -> Vec<&HostResult> {
+    let mut sorted: Vec<&HostResult> = results.iter().collect();
+    sorted.sort_by(|a, b| natural_cmp(&a.host.label(), &b.host.label()));
+    sorted
+}
+
+/// The human table, one row per host sorted by host, then a summary line.
+pub fn table(results: &[HostResult]) -> String {
+    let rows: Vec<Vec<String>> = sorted(results)
+        .into_iter()
+        .map(|r| {
+            let status = match r.status() {
+                Status::Ok => "ok",
+                Status::Failed => "FAILED",
+                Status::Skipped => "skipped",
+            };
+            vec![
+                sanitize(&r.host.label()),
+                status.into(),
+                elapsed(r),
+                detail(r),
+            ]
+        })
+        .collect();
+    let mut out = render_table(&["HOST", "STATUS", "TIME", "DETAIL"], &rows, &[2]);
     out.push_str(&summary(results));
     out.push('\n');
     out
 }
 
-/// `N ok, N failed`.
-pub fn summary(results: &[HostResult]) -> String {
-    let ok = results.iter().filter(|r| r.ok()).count();
-    format!("{ok} ok, {} failed", results.len() - ok)
+/// Counts of each status.
+pub fn counts(results: &[HostResult]) -> (usize, usize, usize) {
+    let count = |s| results.iter().filter(|r| r.status() == s).count();
+    (
+        count(Status::Ok),
+        count(Status::Failed),
+        count(Status::Skipped),
+    )
 }
 
-/// The `--json` document: one object per host, plus counts.
+/// `N ok, N failed`, and `, N skipped` when any were.
+pub fn summary(results: &[HostResult]) -> String {
+    let (ok, failed, skipped) = counts(results);
+    if skipped > 0 {
+        format!("{ok} ok, {failed} failed, {skipped} skipped")
+    } else {
+        format!("{ok} ok, {failed} failed")
+    }
+}
+
+/// The `--json` document: one object per host (in the order resolved), plus counts.
 pub fn json(command: &str, results: &[HostResult]) -> Value {
     let hosts: Vec<Value> = results.iter().map(host_json).collect();
-    let ok = results.iter().filter(|r| r.ok()).count();
+    let (ok, failed, skipped) = counts(results);
     json!({
         "command": command,
         "results": hosts,
-        "summary": { "total": results.len(), "ok": ok, "failed": results.len() - ok },
+        "summary": { "total": results.len(), "ok": ok, "failed": failed, "skipped": skipped },
     })
 }
 
-/// One host's JSON object: `target`, `ok`, `elapsed_ms`, and `response` or `error`.
+/// One `--jsonl` line: the host object plus the command's name.
+pub fn jsonl_line(command: &str, r: &HostResult) -> String {
+    let mut obj = host_json(r);
+    obj["command"] = json!(command);
+    obj.to_string()
+}
+
+/// One host's JSON object: `target`, `host`, `status`, `ok`, `elapsed_ms`, and `response`,
+/// `error` or `reason` (skipped); `wait` after `restart --wait`.
 pub fn host_json(r: &HostResult) -> Value {
     let mut obj = json!({
-        "target": r.target.to_string(),
+        "target": r.host.target.to_string(),
+        "host": r.host.label(),
+        "status": r.status().as_str(),
         "ok": r.ok(),
         "elapsed_ms": (r.elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
     });
     match &r.outcome {
-        Err(e) => {
+        HostOutcome::Error(e) => {
             obj["error"] =
                 json!({ "kind": e.kind(), "message": e.to_string(), "source": "controller" })
         }
-        Ok(response) => {
+        HostOutcome::Skipped(reason) => obj["reason"] = json!(reason),
+        HostOutcome::Done { data, .. } => obj["response"] = data.clone(),
+        HostOutcome::Response(response) => {
             obj["request_id"] = json!(response.id);
             match &response.outcome {
                 Outcome::Ok(reply) => {
@@ -202,7 +319,91 @@ pub fn host_json(r: &HostResult) -> Value {
             }
         }
     }
+    if let Some(w) = &r.wait {
+        obj["wait"] = json!({
+            "back": w.back,
+            "after_ms": (w.after.as_secs_f64() * 1000.0).round(),
+            "detail": w.detail,
+        });
+    }
     obj
+}
+
+fn bytes_human(b: u64) -> String {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    let gib = b as f64 / GIB;
+    if gib >= 10.0 {
+        format!("{gib:.0}G")
+    } else {
+        format!("{gib:.1}G")
+    }
+}
+
+/// The status board: one row per host from its health snapshot, sorted by host, then
+/// `N up, N down`.
+pub fn status_board(results: &[HostResult]) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let rows: Vec<Vec<String>> = sorted(results)
+        .into_iter()
+        .map(|r| {
+            let host = sanitize(&r.host.label());
+            match r.reply() {
+                Some(Reply::Echo { health: h, .. }) => {
+                    let used = h
+                        .memory_total_bytes
+                        .saturating_sub(h.memory_available_bytes);
+                    let mem = match (used * 100).checked_div(h.memory_total_bytes) {
+                        Some(percent) => {
+                            format!("{percent}% of {}", bytes_human(h.memory_total_bytes))
+                        }
+                        None => "?".into(),
+                    };
+                    let os = match (&h.os_name, &h.os_version) {
+                        (Some(n), Some(v)) => format!("{n} {v}"),
+                        (Some(n), None) => n.clone(),
+                        _ => "?".into(),
+                    };
+                    let mut note = Vec::new();
+                    if let Some(p) = &h.pending {
+                        note.push(format!("{} pending", p.action));
+                    }
+                    if sanitize(&h.hostname) != host {
+                        note.push(format!("hostname {}", h.hostname));
+                    }
+                    vec![
+                        host,
+                        "up".into(),
+                        human(h.uptime_secs),
+                        format!("{:.2}", h.load_avg[0]),
+                        mem,
+                        h.logged_in_users.map_or("?".into(), |u| u.to_string()),
+                        sanitize(&os),
+                        sanitize(&h.agent_version),
+                        yes_no(h.privileged),
+                        yes_no(h.dry_run),
+                        sanitize(&note.join(", ")),
+                    ]
+                }
+                _ => {
+                    let mut row = vec![host, "DOWN".into()];
+                    row.extend(std::iter::repeat_n("-".to_string(), 8));
+                    row.push(detail(r));
+                    row
+                }
+            }
+        })
+        .collect();
+    let mut out = render_table(
+        &[
+            "HOST", "STATE", "UPTIME", "LOAD", "MEMORY", "USERS", "OS", "AGENT", "PRIV", "DRY-RUN",
+            "NOTE",
+        ],
+        &rows,
+        &[2, 3, 4, 5],
+    );
+    let up = results.iter().filter(|r| r.ok()).count();
+    out.push_str(&format!("{up} up, {} down\n", results.len() - up));
+    out
 }
 
 #[cfg(test)]
@@ -214,6 +415,18 @@ mod tests {
         assert_eq!(sanitize("lab\u{1b}[2J01\r\n\u{7}"), "lab?[2J01???");
         assert_eq!(sanitize("a\u{9b}b\u{202e}c"), "a?b?c");
         assert_eq!(sanitize("ok-host_é"), "ok-host_é");
+    }
+
+    #[test]
+    fn columns_align_and_the_last_is_not_padded() {
+        let rows = vec![
+            vec!["lab-10".to_string(), "1 ms".into(), "x".into()],
+            vec!["a".to_string(), "100 ms".into(), "yy".into()],
+        ];
+        assert_eq!(
+            render_table(&["HOST", "TIME", "DETAIL"], &rows, &[1]),
+            "HOST      TIME  DETAIL\nlab-10    1 ms  x\na       100 ms  yy\n"
+        );
     }
 
     #[test]

@@ -18,6 +18,19 @@ impl Target {
     /// # Errors
     /// A readable reason: empty host, bad port.
     pub fn parse(s: &str, default_port: u16) -> Result<Self, String> {
+        let (host, port) = Self::split(s)?;
+        Ok(Self {
+            host,
+            port: port.unwrap_or(default_port),
+        })
+    }
+
+    /// Splits `host`, `host:port`, an IPv6 address or `[v6]:port` into the host (IPv6
+    /// without brackets) and the port, if one was given.
+    ///
+    /// # Errors
+    /// A readable reason: empty host, bad port.
+    pub fn split(s: &str) -> Result<(String, Option<u16>), String> {
         let s = s.trim();
         if s.is_empty() {
             return Err("empty target".into());
@@ -28,40 +41,30 @@ impl Target {
                 .split_once(']')
                 .ok_or_else(|| format!("{s:?}: missing ']'"))?;
             let port = match after {
-                "" => default_port,
-                p => parse_port(
+                "" => None,
+                p => Some(parse_port(
                     s,
                     p.strip_prefix(':')
                         .ok_or_else(|| format!("{s:?}: expected ':' after ']'"))?,
-                )?,
+                )?),
             };
-            return Ok(Self {
-                host: host.to_owned(),
-                port,
-            });
+            return Ok((host.to_owned(), port));
         }
         // A bare IPv6 address has several colons.
         if s.matches(':').count() > 1 {
             return match s.parse::<std::net::Ipv6Addr>() {
-                Ok(_) => Ok(Self {
-                    host: s.to_owned(),
-                    port: default_port,
-                }),
+                Ok(_) => Ok((s.to_owned(), None)),
                 Err(_) => Err(format!(
                     "{s:?}: not a host, host:port or IPv6 address (write [v6]:port)"
                 )),
             };
         }
         match s.split_once(':') {
-            Some((host, port)) if !host.is_empty() => Ok(Self {
-                host: host.to_owned(),
-                port: parse_port(s, port)?,
-            }),
+            Some((host, port)) if !host.is_empty() => {
+                Ok((host.to_owned(), Some(parse_port(s, port)?)))
+            }
             Some(_) => Err(format!("{s:?}: missing host")),
-            None => Ok(Self {
-                host: s.to_owned(),
-                port: default_port,
-            }),
+            None => Ok((s.to_owned(), None)),
         }
     }
 

@@ -48,6 +48,22 @@ pub struct Health {
     /// How the last executed power command ended.
     #[serde(default)]
     pub last_action: Option<ActionRecord>,
+    /// MAC addresses of the machine's network interfaces (loopback and all-zero addresses
+    /// left out), for Wake-on-LAN. Empty when the platform does not tell.
+    #[serde(default)]
+    pub macs: Vec<InterfaceMac>,
+}
+
+/// One network interface's hardware address.
+///
+/// The MAC is a plain string here: it comes from the agent, and the controller parses it
+/// strictly (`crate::wake::MacAddr`) before it is ever used or stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceMac {
+    /// Interface name, e.g. `eth0`, `enp3s0`.
+    pub interface: String,
+    /// Its MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
 }
 
 /// The outcome of a power command the agent executed.

@@ -15,18 +15,25 @@
 //! - [`response`]: [`Response`], [`Reply`] and the stable [`ErrorKind`]s.
 //! - [`health`]: the health snapshot returned by `echo`.
 //! - [`power`]: pure mapping from a power request to the exact argv for each OS.
+//! - [`wake`]: MAC addresses, the `wake` request's parameters, the Wake-on-LAN magic packet.
+//! - [`discovery`]: the LAN discovery probe and the announcement opted-in agents answer with.
 
+pub mod discovery;
 pub mod frame;
 pub mod health;
 pub mod power;
 pub mod request;
 pub mod response;
+pub mod wake;
 
 pub use frame::{FrameCodec, MAX_FRAME_LEN};
-pub use health::Health;
+pub use health::{Health, InterfaceMac};
 pub use power::{PowerAction, PowerPlan, TargetOs};
 pub use request::{DecodeError, PowerParams, Request, RequestEnvelope};
-pub use response::{ErrorBody, ErrorKind, Outcome, PendingAction, PowerReply, Reply, Response};
+pub use response::{
+    ErrorBody, ErrorKind, Outcome, PendingAction, PowerReply, Reply, Response, WakeReply,
+};
+pub use wake::{MacAddr, WakeParams};
 
 /// Version of the wire protocol spoken by this build. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::PROTOCOL_VERSION;
 use crate::response::ErrorKind;
+use crate::wake::WakeParams;
 
 /// Longest request id accepted; ids are chosen by the controller (a UUID is 36 bytes).
 pub const MAX_ID_LEN: usize = 128;
@@ -48,6 +49,9 @@ pub enum Request {
     Restart(PowerParams),
     /// Abort a pending shutdown or restart.
     Cancel,
+    /// Send Wake-on-LAN magic packets for these MAC addresses (on the controller's behalf,
+    /// from inside a LAN it cannot broadcast into).
+    Wake(WakeParams),
 }
 
 /// Options shared by shutdown and restart.
@@ -105,6 +109,7 @@ impl Request {
             Request::Shutdown(_) => "shutdown",
             Request::Restart(_) => "restart",
             Request::Cancel => "cancel",
+            Request::Wake(_) => "wake",
         }
     }
 }
@@ -274,6 +279,11 @@ mod tests {
             }),
             Request::Restart(PowerParams::default()),
             Request::Cancel,
+            Request::Wake(WakeParams {
+                macs: vec!["52:54:00:00:00:01".parse().unwrap()],
+                broadcast: Some("10.0.0.255".parse().unwrap()),
+                port: Some(7),
+            }),
         ];
         for request in kinds {
             let env = RequestEnvelope::new("id-1", true, request);
@@ -308,6 +318,25 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::BadRequest);
         assert_eq!(err.id(), Some("a1"));
         assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn wake_carries_only_mac_addresses() {
+        let env = decode(
+            r#"{"version":1,"id":"w","request":{"kind":"wake","macs":["52:54:00:AA:00:01"]}}"#,
+        )
+        .expect("a MAC");
+        assert_eq!(env.request.kind(), "wake");
+        for body in [
+            r#"{"version":1,"id":"w","request":{"kind":"wake","macs":["$(reboot)"]}}"#,
+            r#"{"version":1,"id":"w","request":{"kind":"wake","macs":["52:54:00:aa:00:01","lab-01"]}}"#,
+            r#"{"version":1,"id":"w","request":{"kind":"wake","macs":["52:54:00:aa:00:01"],"host":"x"}}"#,
+            r#"{"version":1,"id":"w","request":{"kind":"wake","macs":["52:54:00:aa:00:01"],"port":70000}}"#,
+        ] {
+            let err = decode(body).expect_err(body);
+            assert_eq!(err.kind(), ErrorKind::BadRequest, "{body}");
+            assert_eq!(err.id(), Some("w"));
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::PROTOCOL_VERSION;
 use crate::health::Health;
 use crate::power::PowerAction;
+use crate::wake::MacAddr;
 
 /// One response as it travels on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,21 @@ pub enum Reply {
     Restart(PowerReply),
     /// Answer to `cancel`.
     Cancel(CancelReply),
+    /// Answer to `wake`.
+    Wake(WakeReply),
+}
+
+/// What an agent sent (or, rehearsing, would send) for a `wake`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WakeReply {
+    /// One magic packet went out for each of these (duplicates removed).
+    pub sent: Vec<MacAddr>,
+    /// Destination address.
+    pub broadcast: std::net::Ipv4Addr,
+    /// Destination port.
+    pub port: u16,
+    /// True when the request was a rehearsal and nothing was sent.
+    pub dry_run: bool,
 }
 
 /// What an agent does (or, in dry-run, would do) for a shutdown or restart.

@@ -48,8 +48,10 @@ fn outcome(doc: &Value) -> String {
 fn request(kind: &str, target: &str) -> Vec<String> {
     let mut args = vec![kind.to_owned(), target.to_owned()];
     if kind == "shutdown" || kind == "restart" {
-        // Requests must be distinct actions each time: replace any pending one.
+        // Requests must be distinct actions each time: replace any pending one. The agent
+        // runs on this machine (loopback) with a stand-in: name it and confirm that.
         args.push("--replace".into());
+        args.push("--include-self".into());
     }
     args
 }
@@ -343,7 +345,11 @@ fn power_actions_fail_closed_when_the_audit_log_cannot_be_written() {
         ],
     );
     let admin = lab.controller_files();
-    let (code, doc) = run_as(&lab, &admin, &["shutdown", &agent.target()]);
+    let (code, doc) = run_as(
+        &lab,
+        &admin,
+        &["shutdown", &agent.target(), "--include-self"],
+    );
     assert_eq!((code, outcome(&doc)), (1, "internal".into()), "{doc}");
     assert!(
         doc["results"][0]["error"]["message"]

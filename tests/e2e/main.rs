@@ -7,6 +7,8 @@ mod authz;
 mod controller_cli;
 mod faults;
 mod hostile;
+mod lab;
+mod lan;
 mod lifecycle;
 mod netns;
 mod packaging;

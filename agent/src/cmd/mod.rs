@@ -5,3 +5,4 @@ pub mod cancel;
 pub mod echo;
 pub mod restart;
 pub mod shutdown;
+pub mod wake;

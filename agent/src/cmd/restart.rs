@@ -18,7 +18,21 @@ pub fn run(
         .power
         .schedule(caller, id, PowerAction::Restart, params, dry_run)
     {
-        Ok((reply, execution)) => (Response::ok(id, Reply::Restart(reply)), execution),
+        Ok((reply, execution)) => {
+            // Tests and demos only: a dry-run agent may pretend to reboot (see
+            // `health::simulate`). Never with a real execution.
+            if let (Some(downtime), true, None) = (
+                shared.config.testing.simulate_reboot,
+                reply.dry_run && shared.config.dry_run,
+                &execution,
+            ) {
+                shared
+                    .health
+                    .simulated
+                    .schedule(std::time::Duration::from_secs(reply.delay_secs), downtime);
+            }
+            (Response::ok(id, Reply::Restart(reply)), execution)
+        }
         Err(body) => (crate::power::error_response(id, body), None),
     }
 }

@@ -1,0 +1,216 @@
+//! `lightsout inventory list` and `lightsout inventory learn`.
+
+use lightsout_protocol::{InterfaceMac, MacAddr, Reply};
+use serde_json::json;
+
+use crate::error::ClientError;
+use crate::fanout::{FanOut, HostOutcome, HostResult, echo_request};
+use crate::inventory::toml_file::record_macs;
+use crate::inventory::{Format, Host, Inventory};
+use crate::output::{Live, Mode};
+use crate::report::{render_table, sanitize};
+
+/// Interface name prefixes of virtual links (containers, VMs, VPNs, bridges): their MACs
+/// cannot wake the machine, so `learn` leaves them out.
+const VIRTUAL_PREFIXES: [&str; 20] = [
+    "docker",
+    "veth",
+    "br-",
+    "virbr",
+    "vnet",
+    "tun",
+    "tap",
+    "lxc",
+    "lxd",
+    "cni",
+    "flannel",
+    "cali",
+    "vxlan",
+    "wg",
+    "zt",
+    "tailscale",
+    "kube",
+    "vmnet",
+    "vboxnet",
+    "dummy",
+];
+
+/// The MACs worth recording from an agent's list: valid, unicast, not of a virtual link.
+pub fn usable_macs(reported: &[InterfaceMac]) -> Vec<MacAddr> {
+    let mut macs: Vec<MacAddr> = reported
+        .iter()
+        .filter(|m| !VIRTUAL_PREFIXES.iter().any(|p| m.interface.starts_with(p)))
+        .filter_map(|m| MacAddr::parse(&m.mac).ok())
+        .collect();
+    macs.dedup();
+    macs
+}
+
+/// `inventory list`: what the targets resolve to.
+pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let groups = h
+                .name
+                .as_deref()
+                .map(|n| inventory.groups_of(n).join(","))
+                .unwrap_or_default();
+            vec![
+                sanitize(h.name.as_deref().unwrap_or("-")),
+                sanitize(&h.target.host),
+                h.target.port.to_string(),
+                h.macs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                sanitize(h.tls_name.as_deref().unwrap_or("")),
+                groups,
+            ]
+        })
+        .collect();
+    let objects: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|h| {
+            json!({
+                "name": h.name, "address": h.target.host, "port": h.target.port,
+                "target": h.target.to_string(), "macs": h.macs, "tls_name": h.tls_name,
+                "groups": h.name.as_deref().map(|n| inventory.groups_of(n)).unwrap_or_default(),
+            })
+        })
+        .collect();
+    match mode {
+        Mode::Table => {
+            print!(
+                "{}",
+                render_table(
+                    &["NAME", "ADDRESS", "PORT", "MAC", "TLS-NAME", "GROUPS"],
+                    &rows,
+                    &[2]
+                )
+            );
+            let source = match inventory.format {
+                Some(f) => format!("{} ({f})", inventory.path.display()),
+                None => format!("no inventory at {}", inventory.path.display()),
+            };
+            println!(
+                "{} host{} — {source}",
+                hosts.len(),
+                if hosts.len() == 1 { "" } else { "s" }
+            );
+        }
+        Mode::Json => println!(
+            "{}",
+            json!({
+                "inventory": inventory.path, "format": inventory.format.map(|f| f.to_string()),
+                "hosts": objects,
+            })
+        ),
+        Mode::Jsonl => {
+            for o in objects {
+                println!("{o}");
+            }
+        }
+    }
+}
+
+/// `inventory learn`: echo the hosts, record their MACs in the (TOML) inventory.
+///
+/// # Errors
+/// The inventory is not a TOML file, or cannot be written.
+pub async fn learn(
+    fanout: &FanOut,
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    mode: Mode,
+) -> anyhow::Result<bool> {
+    match inventory.format {
+        Some(Format::Toml) => {}
+        Some(Format::Ansible) => anyhow::bail!(
+            "learn records MACs in TOML inventories; {} is an Ansible INI inventory (set lightsout_mac= there)",
+            inventory.path.display()
+        ),
+        None => anyhow::bail!(
+            "no inventory at {} to record MAC addresses in (see inventory.example.toml, or `lightsout discover --write-inventory`)",
+            inventory.path.display()
+        ),
+    }
+    let live = Live::new("learn", mode, hosts.len());
+    let (known, unknown): (Vec<Host>, Vec<Host>) =
+        hosts.into_iter().partition(|h| h.name.is_some());
+    let mut results: Vec<HostResult> = unknown
+        .into_iter()
+        .map(|h| {
+            let r = HostResult::new(
+                h,
+                HostOutcome::Skipped("not in the inventory: add it first".into()),
+            );
+            live.done(&r);
+            r
+        })
+        .collect();
+    let echoed = fanout.run(&known, |_| echo_request("learn"), |_| {}).await;
+    let mut updates = Vec::new();
+    for mut r in echoed {
+        if let Some(Reply::Echo { health, .. }) = r.reply() {
+            let macs = usable_macs(&health.macs);
+            r.outcome = if macs.is_empty() {
+                HostOutcome::Error(ClientError::NoMac(
+                    "the agent reports no usable MAC address (this platform may not tell)".into(),
+                ))
+            } else {
+                let name = r.host.name.clone().unwrap_or_default();
+                let text = macs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let detail = if r.host.macs == macs {
+                    format!("already recorded: {text}")
+                } else {
+                    updates.push((name, macs.clone()));
+                    format!("recorded {text}")
+                };
+                HostOutcome::Done {
+                    detail,
+                    data: json!({"kind": "learn", "macs": macs}),
+                }
+            };
+        }
+        live.done(&r);
+        results.push(r);
+    }
+    if !updates.is_empty() {
+        record_macs(&inventory.path, &updates)?;
+    }
+    live.finish(&results);
+    Ok(results
+        .iter()
+        .all(|r| r.status() != crate::fanout::Status::Failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_and_invalid_macs_are_left_out() {
+        let m = |i: &str, mac: &str| InterfaceMac {
+            interface: i.into(),
+            mac: mac.into(),
+        };
+        let got = usable_macs(&[
+            m("eth0", "52:54:00:00:00:01"),
+            m("docker0", "02:42:ac:11:00:01"),
+            m("veth12ab", "9a:00:00:00:00:01"),
+            m("wlan0", "not-a-mac"),
+            m("enp3s0", "01:00:5e:00:00:01"),
+            m("enp4s0", "52:54:00:00:00:02"),
+        ]);
+        assert_eq!(
+            got.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["52:54:00:00:00:01", "52:54:00:00:00:02"]
+        );
+    }
+}
