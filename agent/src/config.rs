@@ -119,12 +119,14 @@ pub struct Testing {
 
 impl Config {
     /// A configuration with the running OS, the real privilege probe, default limits, the
-    /// built-in policy and no audit log.
+    /// built-in policy and no audit log — in **dry-run**: a program embedding the agent (a
+    /// test, a benchmark) must say `dry_run = false` to power anything off. The binary sets
+    /// it from its command line and configuration file.
     pub fn new(tls: Arc<rustls::ServerConfig>) -> Self {
         Self {
             access: Arc::new(Access::fixed(AccessState::new(tls))),
             audit: None,
-            dry_run: false,
+            dry_run: true,
             privileged: crate::privilege::is_privileged(),
             power_command: None,
             target_os: TargetOs::current(),
