@@ -67,19 +67,22 @@ pub fn command(program: &Path) -> Command {
     }
 }
 
-/// A started child that printed its first stdout line. Killed and reaped when dropped.
+/// A started child. Killed and reaped when dropped.
 #[derive(Debug)]
 pub struct Spawned {
     child: Child,
     /// The first line the child printed (e.g. `listening on 127.0.1.1:20000`).
     pub first_line: String,
+    /// Where its stderr goes.
+    log: PathBuf,
 }
 
-/// Starts `cmd` (stdout piped, stderr to `log`) without waiting for it.
+/// Starts `cmd` (stdout piped, stderr to `log`) without waiting for it to be ready: see
+/// [`Spawned::ready`].
 ///
 /// # Errors
 /// The program cannot be started or the log file created.
-pub fn start(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
+pub fn start(mut cmd: Command, log: &Path) -> anyhow::Result<Spawned> {
     let log_file = std::fs::File::create(log)
         .with_context(|| format!("failed to create {}", log.display()))?;
     cmd.stdin(Stdio::null())
@@ -89,33 +92,33 @@ pub fn start(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
         .spawn()
         .with_context(|| format!("failed to start {:?}", cmd.get_program()))?;
     live().push(child.id());
-    Ok(child)
-}
-
-/// Waits for `child`'s first stdout line; closes its stdout afterwards.
-///
-/// # Errors
-/// The child exited before printing a line (its log is quoted).
-pub fn first_line(mut child: Child, log: &Path) -> anyhow::Result<Spawned> {
-    let mut line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        BufReader::new(stdout).read_line(&mut line)?;
-    }
-    let spawned = Spawned {
+    Ok(Spawned {
         child,
-        first_line: line.trim().to_owned(),
-    };
-    if spawned.first_line.is_empty() {
-        let log_text = std::fs::read_to_string(log).unwrap_or_default();
-        bail!(
-            "a child process exited before it was ready: {}",
-            log_text.trim()
-        );
-    }
-    Ok(spawned)
+        first_line: String::new(),
+        log: log.to_path_buf(),
+    })
 }
 
 impl Spawned {
+    /// Waits for the child's first stdout line (its "ready" signal), then closes its stdout.
+    ///
+    /// # Errors
+    /// The child exited before printing a line (its log is quoted).
+    pub fn ready(&mut self) -> anyhow::Result<()> {
+        if let Some(stdout) = self.child.stdout.take() {
+            BufReader::new(stdout).read_line(&mut self.first_line)?;
+        }
+        self.first_line = self.first_line.trim().to_owned();
+        if self.first_line.is_empty() {
+            let log_text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            bail!(
+                "a child process exited before it was ready: {}",
+                log_text.trim()
+            );
+        }
+        Ok(())
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

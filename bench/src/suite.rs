@@ -188,7 +188,7 @@ fn spawn_agent(
     name: &str,
     listen: SocketAddr,
     extra: &[&str],
-) -> anyhow::Result<std::process::Child> {
+) -> anyhow::Result<Spawned> {
     let mut cmd = procs::command(&bins.agent);
     // --dry-run always: the benchmark must never be able to power anything off.
     cmd.arg("--dry-run")
@@ -207,10 +207,59 @@ fn start_agent(
     listen: SocketAddr,
     extra: &[&str],
 ) -> anyhow::Result<(Spawned, SocketAddr)> {
-    let child = spawn_agent(bins, lab, name, listen, extra)?;
-    let agent = procs::first_line(child, &lab.log(name))?;
+    let mut agent = spawn_agent(bins, lab, name, listen, extra)?;
+    agent.ready()?;
     let addr = agent.listen_addr()?;
     Ok((agent, addr))
+}
+
+/// Floor server `i`'s address: like [`agent_addr`], ten /24s further on.
+fn floor_addr(i: usize) -> SocketAddr {
+    let agent = agent_addr(i);
+    let std::net::IpAddr::V4(ip) = agent.ip() else {
+        return agent;
+    };
+    let [a, b, c, d] = ip.octets();
+    SocketAddr::from((
+        Ipv4Addr::new(a, b, c.saturating_add(10), d),
+        agent.port().saturating_add(2000),
+    ))
+}
+
+/// Many children stopped in one pass when dropped.
+struct FleetGuard(Vec<Spawned>);
+
+impl FleetGuard {
+    /// Waits for every member to be ready; their addresses, in order.
+    fn ready(&mut self) -> anyhow::Result<Vec<SocketAddr>> {
+        self.0
+            .iter_mut()
+            .map(|s| {
+                s.ready()?;
+                s.listen_addr()
+            })
+            .collect()
+    }
+}
+
+impl Drop for FleetGuard {
+    fn drop(&mut self) {
+        procs::stop_all(std::mem::take(&mut self.0));
+    }
+}
+
+fn spawn_floor_server(
+    bins: &Bins,
+    lab: &Lab,
+    name: &str,
+    listen: SocketAddr,
+) -> anyhow::Result<Spawned> {
+    let mut cmd = procs::command(&bins.bench);
+    cmd.args(["floor-server", "--home"])
+        .arg(&lab.home)
+        .arg("--listen")
+        .arg(listen.to_string());
+    procs::start(cmd, &lab.log(name))
 }
 
 fn start_floor_server(
@@ -219,13 +268,8 @@ fn start_floor_server(
     name: &str,
     listen: SocketAddr,
 ) -> anyhow::Result<(Spawned, SocketAddr)> {
-    let mut cmd = procs::command(&bins.bench);
-    cmd.args(["floor-server", "--home"])
-        .arg(&lab.home)
-        .arg("--listen")
-        .arg(listen.to_string());
-    let child = procs::start(cmd, &lab.log(name))?;
-    let server = procs::first_line(child, &lab.log(name))?;
+    let mut server = spawn_floor_server(bins, lab, name, listen)?;
+    server.ready()?;
     let addr = server.listen_addr()?;
     Ok((server, addr))
 }
@@ -286,22 +330,94 @@ fn floor_client_cmd(bins: &Bins, lab: &Lab, targets: &[SocketAddr]) -> Command {
     cmd
 }
 
-/// `runs` alternating runs of the controller and the floor client (after one warm-up each),
-/// so drift on a shared machine hits both alike.
+/// Timed runs of one figure: lightsout, the floor client against the same agents, and the
+/// floor client against floor servers (the full floor).
+#[derive(Debug, Default)]
+struct Compared {
+    ours: Vec<Run>,
+    floor_client: Vec<Run>,
+    floor: Vec<Run>,
+}
+
+/// `runs` rounds of the three processes in turn (after one warm-up each), so drift on a
+/// shared machine hits all three alike.
 fn compare_processes(
     bins: &Bins,
     lab: &Lab,
-    targets: &[SocketAddr],
+    agents: &[SocketAddr],
+    floor_servers: &[SocketAddr],
     runs: usize,
-) -> anyhow::Result<(Vec<Run>, Vec<Run>)> {
-    time_process(&mut controller_cmd(bins, lab, targets)).context("controller warm-up")?;
-    time_process(&mut floor_client_cmd(bins, lab, targets)).context("floor warm-up")?;
-    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+) -> anyhow::Result<Compared> {
+    time_process(&mut controller_cmd(bins, lab, agents)).context("controller warm-up")?;
+    time_process(&mut floor_client_cmd(bins, lab, agents)).context("floor warm-up")?;
+    time_process(&mut floor_client_cmd(bins, lab, floor_servers)).context("floor warm-up")?;
+    let mut c = Compared::default();
     for _ in 0..runs {
-        ours.push(time_process(&mut controller_cmd(bins, lab, targets))?);
-        floor.push(time_process(&mut floor_client_cmd(bins, lab, targets))?);
+        c.ours
+            .push(time_process(&mut controller_cmd(bins, lab, agents))?);
+        c.floor_client
+            .push(time_process(&mut floor_client_cmd(bins, lab, agents))?);
+        c.floor
+            .push(time_process(&mut floor_client_cmd(bins, lab, floor_servers))?);
     }
-    Ok((ours, floor))
+    Ok(c)
+}
+
+/// Table rows and the JSON object for one comparison; `verdict` judges lightsout's median
+/// and its ratio to the full floor.
+fn push_comparison(
+    report: &mut Report,
+    figure: String,
+    c: &Compared,
+    verdict: impl Fn(Duration, f64) -> Verdict,
+) -> Value {
+    let (ours, client, floor) = (walls(&c.ours), walls(&c.floor_client), walls(&c.floor));
+    let r = ratio(ours.median(), floor.median());
+    let r_client = ratio(ours.median(), client.median());
+    report.rows.push(Row::new(
+        figure,
+        human(ours.median()),
+        human(floor.median()),
+        Some(r),
+        verdict(ours.median(), r),
+    ));
+    report.rows.push(Row::note(
+        "  floor client → the same agents",
+        format!(
+            "{} (lightsout/this {r_client:.2}×: what the controller adds)",
+            human(client.median())
+        ),
+    ));
+    for (label, series, runs) in [
+        ("  spread, lightsout", &ours, &c.ours),
+        ("  spread, floor client → agents", &client, &c.floor_client),
+        ("  spread, floor", &floor, &c.floor),
+    ] {
+        report.rows.push(Row::note(
+            label,
+            format!("{}; {}", spread(series), show_cpu(runs)),
+        ));
+    }
+    json!({
+        "lightsout": ours.to_json(),
+        "lightsout_cpu_ms_mean": crate::stats::ms(mean_cpu(&c.ours)),
+        "floor_client_to_agents": client.to_json(),
+        "floor_client_to_agents_cpu_ms_mean": crate::stats::ms(mean_cpu(&c.floor_client)),
+        "floor": floor.to_json(),
+        "floor_cpu_ms_mean": crate::stats::ms(mean_cpu(&c.floor)),
+        "ratio_to_floor": r,
+        "ratio_to_floor_client": r_client,
+    })
+}
+
+/// Mean CPU per run, when the runs together used enough clock ticks to say.
+fn show_cpu(runs: &[Run]) -> String {
+    let total: Duration = runs.iter().map(|r| r.cpu).sum();
+    if total < Duration::from_millis(200) {
+        "CPU below the 10 ms tick resolution".into()
+    } else {
+        format!("CPU {} (mean)", human(mean_cpu(runs)))
+    }
 }
 
 fn walls(runs: &[Run]) -> Series {
@@ -626,70 +742,51 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     // 2. The fleet: N agents, distinct addresses and ports. Start-up is not measured.
     eprintln!("starting {fleet_size} agents...");
     let fleet_started = Instant::now();
-    let mut pending = Vec::with_capacity(fleet_size);
+    let mut fleet = FleetGuard(Vec::with_capacity(fleet_size));
     for i in 0..fleet_size {
         let name = format!("agent-{i}");
-        pending.push((
-            spawn_agent(&bins, &lab, &name, agent_addr(i), &[])?,
-            name,
-        ));
+        fleet.0.push(spawn_agent(&bins, &lab, &name, agent_addr(i), &[])?);
     }
-    let mut fleet = Vec::with_capacity(fleet_size);
-    let mut addrs = Vec::with_capacity(fleet_size);
-    for (child, name) in pending {
-        let agent = procs::first_line(child, &lab.log(&name))?;
-        addrs.push(agent.listen_addr()?);
-        fleet.push(agent);
-    }
+    let addrs = fleet.ready()?;
     eprintln!(
         "{fleet_size} agents up in {} (not counted)",
         human(fleet_started.elapsed())
     );
     report.json["agent_startup_ms"] = json!(crate::stats::ms(fleet_started.elapsed()));
+    // The full floor's servers: as many minimal server processes, on addresses of their own.
+    let mut floor_fleet = FleetGuard(Vec::with_capacity(fleet_size));
+    for i in 0..fleet_size {
+        let name = format!("floor-{i}");
+        floor_fleet
+            .0
+            .push(spawn_floor_server(&bins, &lab, &name, floor_addr(i))?);
+    }
+    let floor_addrs = floor_fleet.ready()?;
 
-    // 3. Fan-out: a whole `lightsout echo` process to N agents vs the floor client.
+    // 3. Fan-out: a whole `lightsout echo` process to N agents, next to the floor client
+    //    against the same agents and against N floor servers.
     let mut fanouts = Vec::new();
     for (k, &n) in sizes.iter().enumerate() {
         let runs = plan.fanout_runs[k.min(2)];
-        eprintln!("fan-out to {n} agents, {runs} runs...");
-        let (ours, floor_runs) = compare_processes(&bins, &lab, &addrs[..n], runs)?;
-        let (s_ours, s_floor) = (walls(&ours), walls(&floor_runs));
-        let r = ratio(s_ours.median(), s_floor.median());
-        let verdict = if n == 1000 {
-            Verdict::check(
-                s_ours.median() < Duration::from_secs(1) && r <= 2.0,
-                "< 1 s and ≤ 2× floor",
-            )
-        } else {
-            Verdict::none()
-        };
-        report.rows.push(Row::new(
+        eprintln!("fan-out to {n} agents, {runs} rounds...");
+        let c = compare_processes(&bins, &lab, &addrs[..n], &floor_addrs[..n], runs)?;
+        let mut doc = push_comparison(
+            &mut report,
             format!("fan-out `lightsout echo`, {n} agents (median)"),
-            human(s_ours.median()),
-            human(s_floor.median()),
-            Some(r),
-            verdict,
-        ));
-        report.rows.push(Row::note(
-            "  spread, lightsout",
-            format!("{}; CPU {} (mean)", spread(&s_ours), human(mean_cpu(&ours))),
-        ));
-        report.rows.push(Row::note(
-            "  spread, floor",
-            format!(
-                "{}; CPU {} (mean)",
-                spread(&s_floor),
-                human(mean_cpu(&floor_runs))
-            ),
-        ));
-        fanouts.push(json!({
-            "agents": n,
-            "lightsout": s_ours.to_json(),
-            "lightsout_cpu_ms_mean": crate::stats::ms(mean_cpu(&ours)),
-            "floor": s_floor.to_json(),
-            "floor_cpu_ms_mean": crate::stats::ms(mean_cpu(&floor_runs)),
-            "ratio": r,
-        }));
+            &c,
+            |median, r| {
+                if n == 1000 {
+                    Verdict::check(
+                        median < Duration::from_secs(1) && r <= 2.0,
+                        "< 1 s and ≤ 2× floor",
+                    )
+                } else {
+                    Verdict::none()
+                }
+            },
+        );
+        doc["agents"] = json!(n);
+        fanouts.push(doc);
     }
     report.json["fanout"] = json!(fanouts);
     report.rows.push(Row::note(
@@ -698,25 +795,18 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     ));
 
     // 4. One `lightsout echo HOST` process, start to exit.
-    eprintln!("single `lightsout echo HOST` process, {} runs...", plan.single_runs);
-    let one = &addrs[..1];
-    let (ours, floor_runs) = compare_processes(&bins, &lab, one, plan.single_runs)?;
-    let (s_ours, s_floor) = (walls(&ours), walls(&floor_runs));
-    let r = ratio(s_ours.median(), s_floor.median());
-    report.rows.push(Row::new(
+    eprintln!(
+        "single `lightsout echo HOST` process, {} rounds...",
+        plan.single_runs
+    );
+    let c = compare_processes(&bins, &lab, &addrs[..1], &floor_addrs[..1], plan.single_runs)?;
+    report.json["single_process"] = push_comparison(
+        &mut report,
         "one `lightsout echo HOST` process (median)".into(),
-        human(s_ours.median()),
-        human(s_floor.median()),
-        Some(r),
-        Verdict::check(s_ours.median() < Duration::from_millis(10), "< 10 ms"),
-    ));
-    report
-        .rows
-        .push(Row::note("  spread, lightsout", spread(&s_ours)));
-    report.rows.push(Row::note("  spread, floor", spread(&s_floor)));
-    report.json["single_process"] = json!({
-        "lightsout": s_ours.to_json(), "floor": s_floor.to_json(), "ratio": r,
-    });
+        &c,
+        |median, _| Verdict::check(median < Duration::from_millis(10), "< 10 ms"),
+    );
+    drop(floor_fleet);
 
     // 5. Round trip on an established connection: lightsout's Client against an agent, the
     //    floor client against the floor server, and the floor client against the agent (the
@@ -796,6 +886,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 
     // The fleet after serving every fan-out: mean RSS, then stop it.
     let fleet_rss: Vec<u64> = fleet
+        .0
         .iter()
         .filter_map(|a| procs::sample(a.pid()).ok().map(|s| s.rss_kib))
         .collect();
@@ -805,7 +896,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         format!("{} ({} agents)", show_mb(mean_rss), fleet_rss.len()),
     ));
     report.json["fleet_mean_rss_kib"] = json!(mean_rss);
-    procs::stop_all(fleet);
+    drop(fleet);
 
     // 7. The idle window ends (at least `plan.idle_window` after it began).
     if let Some(rest) = plan.idle_window.checked_sub(idle_started.elapsed()) {
