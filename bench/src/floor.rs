@@ -281,6 +281,45 @@ pub async fn round_trips(
     Ok(samples)
 }
 
+/// Requests/second: `connections` floor connections calling back to back for `window`.
+///
+/// # Errors
+/// A connection or an exchange failed.
+pub async fn load(
+    tls: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    addr: SocketAddr,
+    connections: usize,
+    window: Duration,
+) -> anyhow::Result<f64> {
+    let request: Arc<[u8]> = echo_frame().into();
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        conns.push(FloorConn::connect(tls.clone(), name.clone(), addr).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + window;
+    let mut set = JoinSet::new();
+    for mut c in conns {
+        let request = request.clone();
+        set.spawn(async move {
+            let mut done = 0u64;
+            // Bounded by the deadline and, to be sure, by a count.
+            while Instant::now() < deadline && done < 10_000_000 {
+                c.call(&request).await?;
+                done += 1;
+            }
+            c.close().await;
+            std::io::Result::Ok(done)
+        });
+    }
+    let mut total = 0u64;
+    while let Some(joined) = set.join_next().await {
+        total += joined??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

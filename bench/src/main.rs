@@ -73,6 +73,26 @@ enum Mode {
         #[arg(required = true)]
         targets: Vec<SocketAddr>,
     },
+    /// Load generator: CONNECTIONS floor clients sending echo frames back to back to one
+    /// agent or floor server for SECONDS (at most 60), then prints requests/second. For
+    /// profiling an agent under load.
+    #[command(hide = true)]
+    FloorLoad {
+        /// Lightsout home holding ca.pem and controller.pem / controller-key.pem.
+        #[arg(long)]
+        home: PathBuf,
+        /// Name the certificate must match.
+        #[arg(long, default_value = "localhost")]
+        tls_name: String,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Duration, seconds.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+        seconds: u64,
+        /// ADDR:PORT.
+        target: SocketAddr,
+    },
     /// Minimal mTLS server: answers every frame with a fixed success frame.
     #[command(hide = true)]
     FloorServer {
@@ -108,6 +128,28 @@ fn main() -> ExitCode {
                 Duration::from_secs(timeout),
                 &targets,
             ))
+        }),
+        Some(Mode::FloorLoad {
+            home,
+            tls_name,
+            connections,
+            seconds,
+            target,
+        }) => runtime().map_err(anyhow::Error::from).and_then(|rt| {
+            rt.block_on(async {
+                let tls = floor::client_config(&home)?;
+                let name = rustls_pki_types::ServerName::try_from(tls_name)?;
+                let rps = floor::load(
+                    tls,
+                    name,
+                    target,
+                    connections,
+                    Duration::from_secs(seconds),
+                )
+                .await?;
+                println!("{rps:.0} requests/s");
+                anyhow::Ok(true)
+            })
         }),
         Some(Mode::FloorServer { home, listen }) => runtime()
             .map_err(anyhow::Error::from)

@@ -521,34 +521,6 @@ async fn client_rps(lab: &Lab, addr: SocketAddr, window: Duration) -> anyhow::Re
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn floor_rps(lab: &Lab, addr: SocketAddr, window: Duration) -> anyhow::Result<f64> {
-    let request: Arc<[u8]> = floor::echo_frame().into();
-    let mut conns = Vec::new();
-    for _ in 0..RPS_CONNECTIONS {
-        conns.push(FloorConn::connect(lab.tls.clone(), lab.name.clone(), addr).await?);
-    }
-    let started = Instant::now();
-    let deadline = started + window;
-    let mut set = JoinSet::new();
-    for mut c in conns {
-        let request = request.clone();
-        set.spawn(async move {
-            let mut done = 0u64;
-            while Instant::now() < deadline && done < 10_000_000 {
-                c.call(&request).await?;
-                done += 1;
-            }
-            c.close().await;
-            std::io::Result::Ok(done)
-        });
-    }
-    let mut total = 0u64;
-    while let Some(joined) = set.join_next().await {
-        total += joined??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
 /// Opens `HELD_CONNECTIONS` connections (100 handshakes at a time), each with one exchange,
 /// and returns them open.
 async fn hold_client_connections(lab: &Lab, addr: SocketAddr) -> anyhow::Result<Vec<Client>> {
@@ -868,7 +840,14 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     );
     let (rps_ours, rps_floor) = rt.block_on(async {
         let ours = client_rps(&lab, addrs[0], plan.rps_window).await?;
-        let fl = floor_rps(&lab, rtt_floor_addr, plan.rps_window).await?;
+        let fl = floor::load(
+            lab.tls.clone(),
+            lab.name.clone(),
+            rtt_floor_addr,
+            RPS_CONNECTIONS,
+            plan.rps_window,
+        )
+        .await?;
         anyhow::Ok((ours, fl))
     })?;
     drop(rtt_floor_server);
