@@ -55,8 +55,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Mode {
     /// Minimal mTLS client: one echo exchange with every target, in parallel.
-    #[command(hide = true)]
-    FloorClient {
+    #[command(name = "floor-client", hide = true)]
+    Client {
         /// Lightsout home holding ca.pem and controller.pem / controller-key.pem.
         #[arg(long)]
         home: PathBuf,
@@ -76,8 +76,8 @@ enum Mode {
     /// Load generator: CONNECTIONS floor clients sending echo frames back to back to one
     /// agent or floor server for SECONDS (at most 60), then prints requests/second. For
     /// profiling an agent under load.
-    #[command(hide = true)]
-    FloorLoad {
+    #[command(name = "floor-load", hide = true)]
+    Load {
         /// Lightsout home holding ca.pem and controller.pem / controller-key.pem.
         #[arg(long)]
         home: PathBuf,
@@ -94,8 +94,8 @@ enum Mode {
         target: SocketAddr,
     },
     /// Minimal mTLS server: answers every frame with a fixed success frame.
-    #[command(hide = true)]
-    FloorServer {
+    #[command(name = "floor-server", hide = true)]
+    Server {
         /// Lightsout home holding ca.pem and agent.pem / agent-key.pem.
         #[arg(long)]
         home: PathBuf,
@@ -114,7 +114,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.mode {
-        Some(Mode::FloorClient {
+        Some(Mode::Client {
             home,
             tls_name,
             parallel,
@@ -129,7 +129,7 @@ fn main() -> ExitCode {
                 &targets,
             ))
         }),
-        Some(Mode::FloorLoad {
+        Some(Mode::Load {
             home,
             tls_name,
             connections,
@@ -139,19 +139,13 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 let tls = floor::client_config(&home)?;
                 let name = rustls_pki_types::ServerName::try_from(tls_name)?;
-                let rps = floor::load(
-                    tls,
-                    name,
-                    target,
-                    connections,
-                    Duration::from_secs(seconds),
-                )
-                .await?;
+                let rps = floor::load(tls, name, target, connections, Duration::from_secs(seconds))
+                    .await?;
                 println!("{rps:.0} requests/s");
                 anyhow::Ok(true)
             })
         }),
-        Some(Mode::FloorServer { home, listen }) => runtime()
+        Some(Mode::Server { home, listen }) => runtime()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(floor::server_main(&home, &listen)))
             .map(|()| true),

@@ -357,8 +357,11 @@ fn compare_processes(
             .push(time_process(&mut controller_cmd(bins, lab, agents))?);
         c.floor_client
             .push(time_process(&mut floor_client_cmd(bins, lab, agents))?);
-        c.floor
-            .push(time_process(&mut floor_client_cmd(bins, lab, floor_servers))?);
+        c.floor.push(time_process(&mut floor_client_cmd(
+            bins,
+            lab,
+            floor_servers,
+        ))?);
     }
     Ok(c)
 }
@@ -717,7 +720,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let mut fleet = FleetGuard(Vec::with_capacity(fleet_size));
     for i in 0..fleet_size {
         let name = format!("agent-{i}");
-        fleet.0.push(spawn_agent(&bins, &lab, &name, agent_addr(i), &[])?);
+        fleet
+            .0
+            .push(spawn_agent(&bins, &lab, &name, agent_addr(i), &[])?);
     }
     let addrs = fleet.ready()?;
     eprintln!(
@@ -771,7 +776,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         "single `lightsout echo HOST` process, {} rounds...",
         plan.single_runs
     );
-    let c = compare_processes(&bins, &lab, &addrs[..1], &floor_addrs[..1], plan.single_runs)?;
+    let c = compare_processes(
+        &bins,
+        &lab,
+        &addrs[..1],
+        &floor_addrs[..1],
+        plan.single_runs,
+    )?;
     report.json["single_process"] = push_comparison(
         &mut report,
         "one `lightsout echo HOST` process (median)".into(),
@@ -967,7 +978,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             controller_size as f64 / 1e6
         ),
     ));
-    report.json["binary_bytes"] = json!({ "lightsout-agent": agent_size, "lightsout": controller_size });
+    report.json["binary_bytes"] =
+        json!({ "lightsout-agent": agent_size, "lightsout": controller_size });
 
     report.json["total_s"] = json!(suite_started.elapsed().as_secs_f64());
     print!("{}", report.table());
