@@ -28,8 +28,7 @@ impl Series {
             return Duration::ZERO;
         }
         let last = self.sorted.len() - 1;
-        // Nearest rank on 0..=last; the casts are of small, non-negative values.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        // Nearest rank on 0..=last.
         let index = ((p / 100.0) * last as f64).round() as usize;
         self.sorted[index.min(last)]
     }
