@@ -255,32 +255,6 @@ pub async fn server_main(home: &Path, listen: &[SocketAddr]) -> anyhow::Result<(
     Ok(())
 }
 
-/// Round trips on one established floor connection: `count` of them, each timed.
-///
-/// # Errors
-/// Connect or an exchange failed.
-pub async fn round_trips(
-    tls: Arc<ClientConfig>,
-    name: ServerName<'static>,
-    addr: SocketAddr,
-    warmup: usize,
-    count: usize,
-) -> anyhow::Result<Vec<Duration>> {
-    let request = echo_frame();
-    let mut conn = FloorConn::connect(tls, name, addr).await?;
-    for _ in 0..warmup {
-        conn.call(&request).await?;
-    }
-    let mut samples = Vec::with_capacity(count);
-    for _ in 0..count {
-        let t = Instant::now();
-        conn.call(&request).await?;
-        samples.push(t.elapsed());
-    }
-    conn.close().await;
-    Ok(samples)
-}
-
 /// Requests/second: `connections` floor connections calling back to back for `window`.
 ///
 /// # Errors

@@ -475,24 +475,47 @@ async fn call(client: &mut Client, id: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Round trips on one established `lightsout_controller::Client` connection.
-async fn client_round_trips(
+/// Batches the round trips are split into; the three kinds take turns batch by batch, so
+/// a burst of load from elsewhere on a shared machine hits all three alike.
+const RTT_BATCHES: usize = 10;
+
+/// Round trips on established connections, `count` of each kind (after a warm-up batch):
+/// `lightsout_controller::Client` → agent, floor → floor server, floor → agent.
+async fn round_trips(
     lab: &Lab,
-    addr: SocketAddr,
+    agent: SocketAddr,
+    floor_server: SocketAddr,
     count: usize,
-) -> anyhow::Result<Vec<Duration>> {
-    let mut c = client(lab, addr).await?;
-    for i in 0..count / 10 {
-        call(&mut c, format!("warm-{i}")).await?;
+) -> anyhow::Result<[Vec<Duration>; 3]> {
+    let request = floor::echo_frame();
+    let mut ours = client(lab, agent).await?;
+    let mut to_floor = FloorConn::connect(lab.tls.clone(), lab.name.clone(), floor_server).await?;
+    let mut to_agent = FloorConn::connect(lab.tls.clone(), lab.name.clone(), agent).await?;
+    let per_batch = (count / RTT_BATCHES).max(1);
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    // Batch 0 is the warm-up and is not recorded.
+    for batch in 0..=RTT_BATCHES {
+        let keep = batch > 0;
+        for i in 0..per_batch {
+            let t = Instant::now();
+            call(&mut ours, format!("rtt-{batch}-{i}")).await?;
+            if keep {
+                samples[0].push(t.elapsed());
+            }
+        }
+        for (k, conn) in [(1, &mut to_floor), (2, &mut to_agent)] {
+            for _ in 0..per_batch {
+                let t = Instant::now();
+                conn.call(&request).await?;
+                if keep {
+                    samples[k].push(t.elapsed());
+                }
+            }
+        }
     }
-    let mut samples = Vec::with_capacity(count);
-    for i in 0..count {
-        let id = format!("rtt-{i}");
-        let t = Instant::now();
-        call(&mut c, id).await?;
-        samples.push(t.elapsed());
-    }
-    c.close(Duration::from_millis(200)).await;
+    ours.close(Duration::from_millis(200)).await;
+    to_floor.close().await;
+    to_agent.close().await;
     Ok(samples)
 }
 
@@ -797,30 +820,14 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     eprintln!("round trips on one connection, {}...", plan.round_trips);
     let (rtt_floor_server, rtt_floor_addr) =
         start_floor_server(&bins, &lab, "floor-server", "127.0.0.4:0".parse()?)?;
-    let (rtt_ours, rtt_floor, rtt_raw_agent) = rt.block_on(async {
-        let ours = client_round_trips(&lab, addrs[0], plan.round_trips).await?;
-        let floor_rt = floor::round_trips(
-            lab.tls.clone(),
-            lab.name.clone(),
-            rtt_floor_addr,
-            plan.round_trips / 10,
-            plan.round_trips,
-        )
-        .await?;
-        let raw_agent = floor::round_trips(
-            lab.tls.clone(),
-            lab.name.clone(),
+    let [rtt_ours, rtt_floor, rtt_raw_agent] = rt
+        .block_on(round_trips(
+            &lab,
             addrs[0],
-            plan.round_trips / 10,
+            rtt_floor_addr,
             plan.round_trips,
-        )
-        .await?;
-        anyhow::Ok((
-            Series::new(ours),
-            Series::new(floor_rt),
-            Series::new(raw_agent),
-        ))
-    })?;
+        ))?
+        .map(Series::new);
     for (p, label) in [(50.0, "p50"), (99.0, "p99")] {
         report.rows.push(Row::new(
             format!("round trip, established connection, {label}"),
@@ -846,19 +853,25 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 
     // 6. Requests/second one agent sustains from many clients.
     eprintln!(
-        "requests/second, {RPS_CONNECTIONS} connections, {} each...",
+        "requests/second, {RPS_CONNECTIONS} connections, {} each in 3 alternating turns...",
         human(plan.rps_window)
     );
+    // Three turns each, alternating, for the same reason as the round-trip batches.
+    let turn = plan.rps_window / 3;
     let (rps_ours, rps_floor) = rt.block_on(async {
-        let ours = client_rps(&lab, addrs[0], plan.rps_window).await?;
-        let fl = floor::load(
-            lab.tls.clone(),
-            lab.name.clone(),
-            rtt_floor_addr,
-            RPS_CONNECTIONS,
-            plan.rps_window,
-        )
-        .await?;
+        let (mut ours, mut fl) = (0.0, 0.0);
+        for _ in 0..3 {
+            ours += client_rps(&lab, addrs[0], turn).await? / 3.0;
+            fl += floor::load(
+                lab.tls.clone(),
+                lab.name.clone(),
+                rtt_floor_addr,
+                RPS_CONNECTIONS,
+                turn,
+            )
+            .await?
+                / 3.0;
+        }
         anyhow::Ok((ours, fl))
     })?;
     drop(rtt_floor_server);
