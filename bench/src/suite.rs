@@ -107,10 +107,32 @@ impl Bins {
                 let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
                 let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
                 eprintln!("building lightsout-agent and lightsout (release)...");
-                let status = Command::new(cargo)
+                // This package is named too, so dependency features unify exactly as in the
+                // `cargo run -p lightsout-bench` that started us: nothing is rebuilt twice.
+                let mut build = Command::new(cargo);
+                // `cargo run` gave us the package's variables (CARGO_PKG_NAME, ...); build
+                // scripts such as ring's rerun when they change, so the build would start over.
+                for (key, _) in std::env::vars_os() {
+                    let k = key.to_string_lossy();
+                    if k.starts_with("CARGO_PKG_")
+                        || k.starts_with("CARGO_MANIFEST_")
+                        || matches!(
+                            &*k,
+                            "CARGO_CRATE_NAME"
+                                | "CARGO_BIN_NAME"
+                                | "CARGO_PRIMARY_PACKAGE"
+                                | "CARGO_RUSTC_CURRENT_DIR"
+                                | "OUT_DIR"
+                        )
+                    {
+                        build.env_remove(&key);
+                    }
+                }
+                let status = build
                     .args(["build", "--release", "--bins", "--manifest-path"])
                     .arg(&manifest)
                     .args(["-p", "lightsout-agent", "-p", "lightsout-controller"])
+                    .args(["-p", env!("CARGO_PKG_NAME")])
                     .status()
                     .context("failed to run cargo")?;
                 if !status.success() {
@@ -641,17 +663,23 @@ fn stop_signal_watcher(rt: &Runtime) {
     rt.spawn(async {
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut hup)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) else {
-                return;
-            };
+            use tokio::signal::unix::{Signal, SignalKind, signal};
+            // A signal whose handler cannot be installed keeps its default action (exit), and
+            // then the parent-death signal stops the children.
+            async fn received(s: &mut std::io::Result<Signal>) {
+                match s {
+                    Ok(s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending().await,
+                }
+            }
+            let mut term = signal(SignalKind::terminate());
+            let mut hup = signal(SignalKind::hangup());
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
+                () = received(&mut term) => {}
+                () = received(&mut hup) => {}
             }
         }
         #[cfg(not(unix))]
@@ -689,11 +717,11 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let suite_started = Instant::now();
     let plan = Plan::new(opts.quick);
     let nofile = procs::raise_nofile_limit();
-    let bins = Bins::locate(opts.bin_dir.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     stop_signal_watcher(&rt);
+    let bins = Bins::locate(opts.bin_dir.as_deref())?;
     let lab = Lab::new()?;
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let max_agents = opts.max_agents.clamp(1, 1000);
