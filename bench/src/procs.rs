@@ -27,11 +27,28 @@ fn live() -> std::sync::MutexGuard<'static, Vec<u32>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Kills every registered child (SIGKILL). For the signal handler: the process exits next, so
-/// the children are reaped by init.
+/// A directory to delete if the benchmark is interrupted (exiting skips destructors).
+static SCRATCH: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Registers the temporary directory [`kill_all_registered`] removes.
+pub fn register_scratch(dir: &Path) {
+    *SCRATCH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_path_buf());
+}
+
+/// Kills every registered child (SIGKILL) and removes the scratch directory. For the signal
+/// handler: the process exits next, so the children are reaped by init.
 pub fn kill_all_registered() {
     for pid in live().drain(..) {
         kill(pid);
+    }
+    let scratch = SCRATCH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

@@ -169,6 +169,7 @@ impl Lab {
         let dir = tempfile::Builder::new()
             .prefix("lightsout-bench-")
             .tempdir()?;
+        procs::register_scratch(dir.path());
         let home = dir.path().join("home");
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs)?;
