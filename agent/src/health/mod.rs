@@ -1,20 +1,27 @@
 //! The health snapshot returned with every echo.
 //!
-//! Values that never change while the agent runs (OS, kernel, CPU count) are read once; the
-//! rest is read per request from cheap sources (/proc on Linux).
+//! Facts that never change while the agent runs (OS, kernel, CPU count, boot time and boot
+//! id) are read once. The rest (memory, load, users, interfaces, host name) is read at most
+//! once a second and shared by the echoes of that second: profiling showed the /proc reads
+//! were most of an echo's cost, and a health check does not need sub-second freshness.
 
 mod macs;
 pub mod simulate;
 mod users;
 
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lightsout_protocol::Health;
+use lightsout_protocol::health::InterfaceMac;
 use sysinfo::{MemoryRefreshKind, System};
 
 use crate::config::Config;
 use crate::power::PowerController;
 use simulate::SimulatedBoot;
+
+/// How long a reading of the changing facts is reused.
+const FRESHNESS: Duration = Duration::from_secs(1);
 
 /// Produces health snapshots.
 #[derive(Debug)]
@@ -23,11 +30,26 @@ pub struct HealthProbe {
     pub simulated: SimulatedBoot,
     /// `None` when sysinfo cannot read memory on this platform.
     memory: Mutex<Option<System>>,
+    recent: Mutex<Option<Reading>>,
     os_name: Option<String>,
     os_version: Option<String>,
     kernel: Option<String>,
     arch: String,
     cpu_count: usize,
+    boot_time_unix: u64,
+    boot_id: Option<String>,
+}
+
+/// The facts that change, as read at `at`.
+#[derive(Debug, Clone)]
+struct Reading {
+    at: Instant,
+    hostname: String,
+    memory_total_bytes: u64,
+    memory_available_bytes: u64,
+    load_avg: [f64; 3],
+    logged_in_users: Option<u32>,
+    macs: Vec<InterfaceMac>,
 }
 
 impl Default for HealthProbe {
@@ -36,22 +58,28 @@ impl Default for HealthProbe {
     }
 }
 
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 impl HealthProbe {
     /// Reads the static facts once.
     pub fn new() -> Self {
         Self {
             simulated: SimulatedBoot::default(),
             memory: Mutex::new(System::new().ok()),
+            recent: Mutex::new(None),
             os_name: System::name().ok(),
             os_version: System::os_version().ok(),
             kernel: System::kernel_version().ok(),
             arch: System::cpu_arch(),
             cpu_count: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            boot_time_unix: System::boot_time().unwrap_or(0),
+            boot_id: boot_id(),
         }
     }
 
-    /// A fresh snapshot.
-    pub fn snapshot(&self, config: &Config, power: &PowerController) -> Health {
+    fn read(&self, config: &Config) -> Reading {
         let (memory_total_bytes, memory_available_bytes) = {
             let mut sys = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
             match sys.as_mut() {
@@ -63,19 +91,45 @@ impl HealthProbe {
             }
         };
         let load = System::load_average().ok();
-        let (pending, last_action) = power.status();
-        let uptime_secs = System::uptime().unwrap_or(0);
-        let (boot_id, boot_time_unix, uptime_secs) = match self.simulated.identity() {
-            Some((id, at)) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                (Some(id), at, now.saturating_sub(at))
+        Reading {
+            at: Instant::now(),
+            hostname: System::host_name().unwrap_or_else(|_| "unknown".into()),
+            memory_total_bytes,
+            memory_available_bytes,
+            load_avg: load.map_or([0.0; 3], |l| [l.one, l.five, l.fifteen]),
+            logged_in_users: config.testing.fake_logged_in_users.or_else(users::count),
+            macs: macs::read(),
+        }
+    }
+
+    /// The changing facts, read now or reused from the last second.
+    fn recent(&self, config: &Config) -> Reading {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        match recent.as_ref() {
+            Some(r) if r.at.elapsed() < FRESHNESS => r.clone(),
+            _ => {
+                let r = self.read(config);
+                *recent = Some(r.clone());
+                r
             }
-            None => (boot_id(), System::boot_time().unwrap_or(0), uptime_secs),
+        }
+    }
+
+    /// A snapshot (the changing facts at most a second old; see the module docs).
+    pub fn snapshot(&self, config: &Config, power: &PowerController) -> Health {
+        let r = self.recent(config);
+        let (pending, last_action) = power.status();
+        let (boot_id, boot_time_unix) = match self.simulated.identity() {
+            Some((id, at)) => (Some(id), at),
+            None => (self.boot_id.clone(), self.boot_time_unix),
+        };
+        let uptime_secs = if boot_time_unix > 0 {
+            now_unix().saturating_sub(boot_time_unix)
+        } else {
+            System::uptime().unwrap_or(0)
         };
         Health {
-            hostname: System::host_name().unwrap_or_else(|_| "unknown".into()),
+            hostname: r.hostname,
             os_name: self.os_name.clone(),
             os_version: self.os_version.clone(),
             kernel: self.kernel.clone(),
@@ -83,17 +137,17 @@ impl HealthProbe {
             uptime_secs,
             boot_time_unix,
             boot_id,
-            load_avg: load.map_or([0.0; 3], |l| [l.one, l.five, l.fifteen]),
+            load_avg: r.load_avg,
             cpu_count: self.cpu_count,
-            memory_total_bytes,
-            memory_available_bytes,
-            logged_in_users: config.testing.fake_logged_in_users.or_else(users::count),
+            memory_total_bytes: r.memory_total_bytes,
+            memory_available_bytes: r.memory_available_bytes,
+            logged_in_users: r.logged_in_users,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             privileged: config.privileged,
             dry_run: config.dry_run,
             pending,
             last_action,
-            macs: macs::read(),
+            macs: r.macs,
         }
     }
 }
