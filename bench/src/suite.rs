@@ -214,9 +214,12 @@ fn spawn_agent(
 ) -> anyhow::Result<Spawned> {
     let mut cmd = procs::command(&bins.agent);
     // --dry-run always: the benchmark must never be able to power anything off.
+    // The per-connection rate limit (100/s by default) protects agents from one noisy
+    // client; the round-trip and throughput loops are that client on purpose.
     cmd.arg("--dry-run")
         .arg("--listen")
         .arg(listen.to_string())
+        .args(["--max-requests-per-sec", "1000000"])
         .args(extra)
         .env("LIGHTSOUT_HOME", &lab.home)
         .env_remove("RUST_LOG");
