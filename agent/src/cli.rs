@@ -93,6 +93,10 @@ pub struct Args {
     /// `busy` and not carried out [default: 100].
     #[arg(long, value_name = "N")]
     pub max_requests_per_sec: Option<u32>,
+    /// TLS handshakes in progress from one source address; more connections from it are
+    /// closed at once [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_handshakes_per_ip: Option<usize>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 10].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,

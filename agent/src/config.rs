@@ -28,6 +28,9 @@ pub struct Limits {
     /// Requests one connection may send per second (and in a burst); more are answered
     /// with `busy` and not carried out (see [`crate::rate`]).
     pub max_requests_per_sec: u32,
+    /// TLS handshakes in progress from one source address; more are closed at once (see
+    /// [`crate::handshakes`]).
+    pub max_handshakes_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
             max_echo_payload: 16 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_requests_per_sec: 100,
+            max_handshakes_per_ip: 16,
         }
     }
 }
@@ -73,6 +77,7 @@ impl Limits {
         let positive = [
             ("max_connections", self.max_connections == 0),
             ("max_requests_per_sec", self.max_requests_per_sec == 0),
+            ("max_handshakes_per_ip", self.max_handshakes_per_ip == 0),
             ("handshake_timeout", self.handshake_timeout.is_zero()),
             ("idle_timeout", self.idle_timeout.is_zero()),
         ];

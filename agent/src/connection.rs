@@ -21,6 +21,7 @@ use tokio_util::codec::Framed;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::dispatch::{self, Caller};
+use crate::handshakes::HandshakeSlot;
 use crate::rate::TokenBucket;
 use crate::server::Shared;
 
@@ -67,7 +68,14 @@ fn fit_reply(response: Response, max_frame_len: usize) -> bytes::Bytes {
 }
 
 /// Serves one accepted TCP connection to completion.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// `handshake` holds the peer address's place among handshakes in progress; it is released
+/// as soon as the handshake is over.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handshake_slot: HandshakeSlot,
+    shared: Arc<Shared>,
+) {
     // Small request/response frames would otherwise meet Nagle + delayed ACK (~40 ms).
     let _ = stream.set_nodelay(true);
     let limits = shared.config.limits.clone();
@@ -85,6 +93,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         }
         handshake = timeout(limits.handshake_timeout, acceptor.accept(stream)) => handshake,
     };
+    drop(handshake_slot);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {

@@ -16,6 +16,7 @@
 //! - [`settings`]: the TOML configuration file.
 //! - [`listener`]: binding the listening socket (SO_REUSEADDR, dual-stack, deep backlog).
 //! - [`server`]: [`run`], the accept loop, connection cap and graceful shutdown.
+//! - [`handshakes`]: handshakes in progress per source address, capped.
 //! - [`connection`]: one client: handshake deadline, framed reads with an idle deadline.
 //! - [`dispatch`]: decodes a frame and routes it to its command; remembers power replies.
 //! - [`cmd`]: one module per request kind.
@@ -33,6 +34,7 @@ pub mod config;
 pub mod connection;
 pub mod discovery;
 pub mod dispatch;
+pub mod handshakes;
 pub mod health;
 pub mod listener;
 pub mod policy;

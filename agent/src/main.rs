@@ -141,6 +141,9 @@ fn resolve(args: &Args, file: &FileSettings) -> anyhow::Result<Resolved> {
             .max_requests_per_sec
             .unwrap_or(base.max_requests_per_sec),
         shutdown_grace: secs(args.shutdown_grace, base.shutdown_grace),
+        max_handshakes_per_ip: args
+            .max_handshakes_per_ip
+            .unwrap_or(base.max_handshakes_per_ip),
     };
     limits
         .validate()

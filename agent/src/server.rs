@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::dispatch::RecentReplies;
+use crate::handshakes::PendingHandshakes;
 use crate::health::HealthProbe;
 use crate::power::PowerController;
 
@@ -58,6 +59,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         config,
     });
     let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let handshakes = PendingHandshakes::new(shared.config.limits.max_handshakes_per_ip);
     info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         dry_run = shared.config.dry_run,
@@ -86,8 +88,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
                         continue;
                     };
                     let shared = shared.clone();
+                    let Some(handshake) = handshakes.try_begin(peer.ip()) else {
+                        warn!(%peer, limit = shared.config.limits.max_handshakes_per_ip,
+                              "too many handshakes in progress from this address, closing new connection");
+                        drop(stream);
+                        continue;
+                    };
                     tasks.spawn(async move {
-                        crate::connection::serve(stream, peer, shared).await;
+                        crate::connection::serve(stream, peer, handshake, shared).await;
                         drop(permit);
                     });
                 }

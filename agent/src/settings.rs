@@ -83,6 +83,8 @@ pub struct LimitsSection {
     pub shutdown_grace_secs: Option<u64>,
     /// Requests one connection may send per second.
     pub max_requests_per_sec: Option<u32>,
+    /// TLS handshakes in progress from one source address.
+    pub max_handshakes_per_ip: Option<usize>,
 }
 
 impl LimitsSection {
@@ -100,6 +102,9 @@ impl LimitsSection {
                 .max_requests_per_sec
                 .unwrap_or(base.max_requests_per_sec),
             shutdown_grace: secs(self.shutdown_grace_secs, base.shutdown_grace),
+            max_handshakes_per_ip: self
+                .max_handshakes_per_ip
+                .unwrap_or(base.max_handshakes_per_ip),
         }
     }
 }

@@ -575,3 +575,37 @@ fn openssl_s_client_tls_1_2_is_refused() {
         .unwrap();
     assert!(out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_share_of_handshakes() {
+    let lab = Lab::new();
+    let agent = InProc::start(&lab, |c| {
+        patient(c);
+        c.limits.max_handshakes_per_ip = 3;
+    })
+    .await;
+    // Three silent connections from 127.0.0.1 sit in the handshake phase...
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tcp(agent.addr).await);
+    }
+    // ...so a fourth from the same address is closed at once, before any TLS.
+    let mut extra = tcp(agent.addr).await;
+    let _ = extra.write_all(&client_hello(&lab)).await;
+    let back = expect_closed(&mut extra, PATIENCE).await;
+    assert!(back.is_empty(), "{back:?}");
+    // Another machine (127.0.0.2) is served meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(agent.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_tls(&lab))
+        .connect(name, stream)
+        .await
+        .expect("a second address still gets its handshake");
+    let mut other = tokio_util::codec::Framed::new(tls, lightsout_protocol::FrameCodec::new());
+    assert_usable(&mut other).await;
+    // When the silent connections go, their address may handshake again.
+    drop(silent);
+    assert_served_eventually(&lab, agent.addr).await;
+}

@@ -1,0 +1,109 @@
+//! Handshakes in progress, counted per source address.
+//!
+//! A TLS handshake is the one phase a client spends on the agent before proving who it is. The
+//! connection cap alone would let a single unauthenticated machine hold every slot with silent
+//! connections (each for the whole handshake deadline) and lock the controllers out; a small
+//! cap per source address means an attacker needs many addresses to do that, while a
+//! controller — which opens one connection per agent — never comes near it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Handshakes in progress per source address, with a limit.
+#[derive(Debug)]
+pub struct PendingHandshakes {
+    limit: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One handshake's place; released when dropped (handshake done, failed or abandoned).
+#[derive(Debug)]
+pub struct HandshakeSlot {
+    owner: Arc<PendingHandshakes>,
+    ip: IpAddr,
+}
+
+impl PendingHandshakes {
+    /// At most `limit` handshakes in progress per source address.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for a handshake from `ip`, or `None` when that address is at its limit.
+    /// IPv4-mapped IPv6 addresses count as their IPv4 address.
+    pub fn try_begin(self: &Arc<Self>, ip: IpAddr) -> Option<HandshakeSlot> {
+        let ip = ip.to_canonical();
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(HandshakeSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+
+    /// Handshakes in progress from `ip` (for tests and logs).
+    pub fn in_progress(&self, ip: IpAddr) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.get(&ip.to_canonical()).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .owner
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                // Forget the address: the map only ever holds addresses mid-handshake.
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_address_limit_and_release() {
+        let pending = PendingHandshakes::new(2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = pending.try_begin(a).unwrap();
+        let _second = pending.try_begin(mapped).unwrap();
+        assert!(
+            pending.try_begin(a).is_none(),
+            "the mapped address counts as the same"
+        );
+        assert!(
+            pending.try_begin(b).is_some(),
+            "other addresses are unaffected"
+        );
+        drop(first);
+        assert_eq!(pending.in_progress(a), 1);
+        assert!(pending.try_begin(a).is_some());
+    }
+
+    #[test]
+    fn the_map_forgets_finished_addresses() {
+        let pending = PendingHandshakes::new(1);
+        for i in 0..100u8 {
+            drop(pending.try_begin(IpAddr::from([10, 0, 0, i])).unwrap());
+        }
+        assert!(pending.counts.lock().unwrap().is_empty());
+    }
+}
