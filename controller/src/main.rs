@@ -249,8 +249,29 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
     }
 }
 
+/// A fan-out holds one socket per host in flight: make room for `--parallel` of them. The
+/// usual soft limit of 1,024 open files would otherwise fail a fan-out of that width with
+/// "too many open files"; the hard limit is the ceiling, and failing to raise is harmless
+/// (hosts beyond it report an I/O error of their own).
+#[cfg(unix)]
+fn raise_open_files_limit(parallel: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let want = u64::try_from(parallel)
+        .unwrap_or(u64::MAX)
+        .saturating_add(64);
+    if limit.current.is_some_and(|current| current < want) {
+        limit.current = Some(limit.maximum.map_or(want, |max| want.min(max)));
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit(_parallel: usize) {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_open_files_limit(cli.global.parallel);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -324,3 +324,51 @@ fn a_host_that_never_answers_times_out_at_the_deadline() {
     assert_eq!(doc["results"][1]["ok"], true, "{doc}");
     assert!(holder.join().is_ok(), "the controller did connect");
 }
+
+/// A wide fan-out must not run out of file descriptors under the usual soft limit: the
+/// controller raises its own soft limit (up to the hard one) to fit `--parallel`.
+#[test]
+fn a_wide_fan_out_fits_under_a_low_soft_open_files_limit() {
+    let lab = Lab::new();
+    // One agent standing for 300 hosts, reached on 300 loopback addresses (it listens on
+    // every address; only 127.0.0.0/8 is dialled): lift its per-address handshake cap.
+    let agent = AgentProcess::start(
+        &lab,
+        &[
+            "--dry-run",
+            "--listen",
+            "0.0.0.0:0",
+            "--max-handshakes-per-ip",
+            "1000",
+        ],
+    );
+    let port = agent.addr.port();
+    let targets: Vec<String> = (0..300)
+        .map(|i| format!("127.0.{}.{}:{port}", i / 250, i % 250 + 1))
+        .collect();
+    let script = format!(
+        "ulimit -S -n 64 && exec '{}' --json --tls-name localhost --parallel 300 --timeout 20s echo {}",
+        lightsout_tests::bin("lightsout").display(),
+        targets.join(" ")
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("LIGHTSOUT_HOME", lab.home.dir())
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        doc["summary"]["ok"],
+        300,
+        "{}",
+        doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ok"] != true)
+            .cloned()
+            .unwrap_or_default()
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
