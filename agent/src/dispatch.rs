@@ -117,40 +117,41 @@ pub async fn handle(
         None
     };
 
-    let (mut response, mut execution) = match envelope.request {
+    // Fail closed: an accepted power action's audit line is written and synced before the
+    // action is recorded as pending (`PowerController::schedule` calls this at that point).
+    let mut audit_failure: Option<String> = None;
+    let mut record = || -> Result<(), String> {
+        let Some(log) = &shared.config.audit else {
+            return Ok(());
+        };
+        let mut line = audit.clone();
+        line.outcome = "ok".into();
+        line.duration_us = micros(started);
+        log.write(&line, true).map_err(|e| {
+            let reason = format!("{}: {e}", log.path().display());
+            audit_failure = Some(reason.clone());
+            reason
+        })
+    };
+    let (response, execution) = match envelope.request {
         Request::Echo { payload } => (cmd::echo::run(shared, &id, payload), None),
-        Request::Shutdown(params) => cmd::shutdown::run(shared, caller, &id, &params, dry_run),
-        Request::Restart(params) => cmd::restart::run(shared, caller, &id, &params, dry_run),
+        Request::Shutdown(params) => {
+            cmd::shutdown::run(shared, caller, &id, &params, dry_run, &mut record)
+        }
+        Request::Restart(params) => {
+            cmd::restart::run(shared, caller, &id, &params, dry_run, &mut record)
+        }
         Request::Cancel => (cmd::cancel::run(shared, caller, &id, dry_run).await, None),
         Request::Wake(params) => (cmd::wake::run(&id, &params, dry_run), None),
     };
 
-    if let Some(accepted) = execution.take() {
-        // Fail closed: a power action runs only once its audit line is on disk.
-        audit.outcome = "ok".into();
-        audit.duration_us = micros(started);
-        let durable = match &shared.config.audit {
-            Some(log) => log
-                .write(&audit, true)
-                .map_err(|e| format!("{}: {e}", log.path().display())),
-            None => Ok(()),
-        };
-        match durable {
-            Ok(()) => execution = Some(accepted),
-            Err(e) => {
-                error!(request_id = %id, kind, error = %e, "audit log cannot be written: refusing the power action");
-                shared.power.abandon(accepted);
-                response = Response::error(
-                    Some(id.clone()),
-                    ErrorKind::Internal,
-                    format!("the audit log cannot be written ({e}); power actions fail closed"),
-                );
-                audit.decision = "refused".into();
-                audit.reason = Some(format!("audit log cannot be written: {e}"));
-                finish(shared, audit, &response, started);
-            }
+    // An accepted action's line is already on disk; everything else is written now.
+    if execution.is_none() {
+        if let Some(e) = audit_failure {
+            error!(request_id = %id, kind, error = %e, "audit log cannot be written: power action refused");
+            audit.decision = "refused".into();
+            audit.reason = Some(format!("audit log cannot be written: {e}"));
         }
-    } else {
         finish(shared, audit, &response, started);
     }
     if let Some(claim) = claim {
@@ -247,10 +248,11 @@ impl InProgress<'_> {
     /// Remembers `response` as the reply to the claimed request.
     pub fn finish(mut self, response: Response) {
         if let Some(key) = self.key.take() {
+            // One lock for both steps: a duplicate arriving in between must find either the
+            // request in progress or its reply, never neither (it would run again).
             let mut inner = self.replies.lock();
             inner.in_progress.remove(&key);
-            drop(inner);
-            self.replies.insert(key, response);
+            inner.remember(key, response);
         }
     }
 }
@@ -281,27 +283,6 @@ impl RecentReplies {
         })
     }
 
-    /// The reply remembered for `key`, if still within the window.
-    pub fn get(&self, key: &ReplyKey) -> Option<Response> {
-        let mut inner = self.lock();
-        inner.expire();
-        inner.replies.get(key).cloned()
-    }
-
-    /// Remembers `response` for `key`.
-    pub fn insert(&self, key: ReplyKey, response: Response) {
-        let mut inner = self.lock();
-        inner.expire();
-        while inner.order.len() >= REPLY_CAPACITY {
-            if let Some((_, old)) = inner.order.pop_front() {
-                inner.replies.remove(&old);
-            }
-        }
-        if inner.replies.insert(key.clone(), response).is_none() {
-            inner.order.push_back((Instant::now(), key));
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, RecentInner> {
         // A panic while holding this lock cannot leave the map inconsistent in a way that
         // matters more than refusing to serve; recover the data.
@@ -312,6 +293,19 @@ impl RecentReplies {
 }
 
 impl RecentInner {
+    /// Remembers `response` for `key`, forgetting the oldest replies beyond the capacity.
+    fn remember(&mut self, key: ReplyKey, response: Response) {
+        self.expire();
+        while self.order.len() >= REPLY_CAPACITY {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.replies.remove(&old);
+            }
+        }
+        if self.replies.insert(key.clone(), response).is_none() {
+            self.order.push_back((Instant::now(), key));
+        }
+    }
+
     fn expire(&mut self) {
         while let Some((at, _)) = self.order.front() {
             if at.elapsed() < REPLY_WINDOW {

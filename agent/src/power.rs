@@ -171,6 +171,11 @@ impl PowerController {
     /// # Errors
     /// `not_privileged`, `bad_request` for a delay or message outside the limits, `busy`
     /// when another action is pending and `params.replace` is not set.
+    ///
+    /// `record` makes the acceptance durable (the audit line). It is called once the action
+    /// is known to be accepted and before anything changes — the previous action is not yet
+    /// replaced, nothing is pending — with the state locked, so that when it fails nothing at
+    /// all has changed and the request is refused with `internal` (power actions fail closed).
     pub fn schedule(
         &self,
         caller: &Caller,
@@ -178,6 +183,7 @@ impl PowerController {
         action: PowerAction,
         params: &PowerParams,
         dry_run: bool,
+        record: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<(PowerReply, Option<Execution>), ErrorBody> {
         // Checked in dry-run too: a rehearsal must fail where the real thing would.
         self.check_privileged(action.as_str())?;
@@ -222,6 +228,14 @@ impl PowerController {
                     pending: Some(pending.info.clone()),
                 });
             }
+        }
+        record().map_err(|e| {
+            refuse(
+                ErrorKind::Internal,
+                format!("the audit log cannot be written ({e}); power actions fail closed"),
+            )
+        })?;
+        if let Some(pending) = &state.pending {
             info!(replaced = %pending.info.request_id, "replacing the pending action");
             // If the system already has it, the replacement's execution cancels it first.
             pending.abort.cancel();
@@ -250,20 +264,6 @@ impl PowerController {
                 abort,
             }),
         ))
-    }
-
-    /// Drops an accepted action that must not run after all (its audit line could not be
-    /// written): it is no longer pending and its timer never fires.
-    pub fn abandon(&self, execution: Execution) {
-        execution.abort.cancel();
-        let mut state = self.state();
-        if state
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.info.request_id == execution.request_id)
-        {
-            state.pending = None;
-        }
     }
 
     /// Cancels the pending action: stops the agent-side timer and runs the system's cancel
@@ -465,5 +465,135 @@ impl Execution {
             }
         }
         state.last = Some(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lightsout_pki::{Ca, CertKind, IssueOptions, TlsFiles};
+
+    /// A live (not dry-run), privileged controller whose executions are never started: no
+    /// command runs in these tests.
+    fn controller(dir: &std::path::Path) -> PowerController {
+        let (ca, _) = Ca::create("test CA").unwrap();
+        let bundle = dir.join("agent.pem");
+        let issued = ca
+            .issue(&IssueOptions::new(CertKind::Agent, "lab-01"))
+            .unwrap();
+        issued.write_bundle(&bundle, ca.cert_pem()).unwrap();
+        let tls = lightsout_pki::tls::server_config(&TlsFiles::bundle(&bundle)).unwrap();
+        let mut config = Config::new(tls);
+        config.dry_run = false;
+        config.privileged = true;
+        config.power_command = Some(dir.join("never-run"));
+        PowerController::new(&config, CancellationToken::new(), TaskTracker::new())
+    }
+
+    fn caller() -> Caller {
+        Caller {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            identity: lightsout_pki::Identity {
+                name: "alice".into(),
+                fingerprint: "ff".into(),
+                role: Some("admin".into()),
+                serial: "01".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_replacement_whose_audit_fails_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let power = controller(dir.path());
+        let later = PowerParams {
+            delay_secs: 600,
+            ..Default::default()
+        };
+        let (_, first) = power
+            .schedule(
+                &caller(),
+                "first",
+                PowerAction::Shutdown,
+                &later,
+                false,
+                &mut || Ok(()),
+            )
+            .unwrap();
+        let first = first.expect("accepted, to be started");
+        let replace = PowerParams {
+            delay_secs: 60,
+            replace: true,
+            ..Default::default()
+        };
+        let err = power
+            .schedule(
+                &caller(),
+                "second",
+                PowerAction::Restart,
+                &replace,
+                false,
+                &mut || Err("disk full".into()),
+            )
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+        assert!(err.message.contains("disk full"), "{}", err.message);
+        // The first action is still the pending one, and its timer was not cancelled.
+        let (pending, _) = power.status();
+        assert_eq!(pending.unwrap().request_id, "first");
+        assert!(!first.abort.is_cancelled());
+    }
+
+    #[test]
+    fn refusals_are_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let power = controller(dir.path());
+        let mut recorded = 0;
+        let bad = PowerParams {
+            message: Some("-c".into()),
+            ..Default::default()
+        };
+        assert!(
+            power
+                .schedule(
+                    &caller(),
+                    "bad",
+                    PowerAction::Shutdown,
+                    &bad,
+                    false,
+                    &mut || {
+                        recorded += 1;
+                        Ok(())
+                    }
+                )
+                .is_err()
+        );
+        let ok = PowerParams {
+            delay_secs: 600,
+            ..Default::default()
+        };
+        let _ = power.schedule(
+            &caller(),
+            "a",
+            PowerAction::Shutdown,
+            &ok,
+            false,
+            &mut || Ok(()),
+        );
+        let busy = power
+            .schedule(
+                &caller(),
+                "b",
+                PowerAction::Shutdown,
+                &ok,
+                false,
+                &mut || {
+                    recorded += 1;
+                    Ok(())
+                },
+            )
+            .unwrap_err();
+        assert_eq!(busy.kind, ErrorKind::Busy);
+        assert_eq!(recorded, 0, "only accepted actions need a durable line");
     }
 }

@@ -13,10 +13,11 @@ pub fn run(
     id: &str,
     params: &PowerParams,
     dry_run: bool,
+    record: &mut dyn FnMut() -> Result<(), String>,
 ) -> (Response, Option<Execution>) {
     match shared
         .power
-        .schedule(caller, id, PowerAction::Restart, params, dry_run)
+        .schedule(caller, id, PowerAction::Restart, params, dry_run, record)
     {
         Ok((reply, execution)) => {
             // Tests and demos only: a dry-run agent may pretend to reboot (see

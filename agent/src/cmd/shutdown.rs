@@ -13,10 +13,11 @@ pub fn run(
     id: &str,
     params: &PowerParams,
     dry_run: bool,
+    record: &mut dyn FnMut() -> Result<(), String>,
 ) -> (Response, Option<Execution>) {
     match shared
         .power
-        .schedule(caller, id, PowerAction::Shutdown, params, dry_run)
+        .schedule(caller, id, PowerAction::Shutdown, params, dry_run, record)
     {
         Ok((reply, execution)) => (Response::ok(id, Reply::Shutdown(reply)), execution),
         Err(body) => (crate::power::error_response(id, body), None),
