@@ -117,6 +117,7 @@ impl Lab {
     pub fn controller_cmd(&self) -> Command {
         let mut cmd = Command::new(bin("lightsout"));
         cmd.env("LIGHTSOUT_HOME", self.home.dir())
+            .env_remove("LIGHTSOUT_INVENTORY")
             .env_remove("RUST_LOG");
         cmd
     }
@@ -252,6 +253,15 @@ impl Lab {
     }
 }
 
+/// Whether `path`, resolved (no `..`, no symlinks), lies in the temporary directory: where
+/// every stand-in power command of these tests is written, and no real `shutdown` is.
+pub fn is_temporary(path: &Path) -> bool {
+    let temp = std::env::temp_dir()
+        .canonicalize()
+        .unwrap_or_else(|_| std::env::temp_dir());
+    path.canonicalize().is_ok_and(|p| p.starts_with(temp))
+}
+
 /// True when the tests run as root (effective uid 0).
 pub fn running_as_root() -> bool {
     #[cfg(unix)]
@@ -313,13 +323,21 @@ impl AgentProcess {
 
     /// Like [`AgentProcess::start`] with a prepared command (e.g. `setpriv ... lightsout-agent`).
     pub fn start_cmd(lab: &Lab, mut cmd: Command, args: &[&str]) -> Self {
+        let stand_in = args
+            .iter()
+            .position(|a| *a == "--power-command")
+            .and_then(|i| args.get(i + 1))
+            .map(Path::new);
         assert!(
-            args.iter()
-                .any(|a| *a == "--dry-run" || *a == "--power-command"),
-            "test agents must run in dry-run or with a stand-in power command"
+            args.contains(&"--dry-run") || stand_in.is_some_and(is_temporary),
+            "test agents must run in dry-run or with a stand-in power command in a temporary directory"
         );
         let has_listen = args.contains(&"--listen");
         cmd.env("LIGHTSOUT_HOME", lab.home.dir())
+            // The developer's own settings must not reach a test agent.
+            .env_remove("LIGHTSOUT_CONFIG")
+            .env_remove("LIGHTSOUT_LISTEN")
+            .env_remove("LIGHTSOUT_LOG_FORMAT")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .args(args)

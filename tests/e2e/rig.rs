@@ -106,7 +106,7 @@ impl Drop for InProc {
 
 /// A stand-in lives in a temporary directory, never in a system path.
 fn is_stand_in(path: &Path) -> bool {
-    path.starts_with(std::env::temp_dir())
+    lightsout_tests::is_temporary(path)
 }
 
 /// Writes an executable shell script `name` into the lab directory and returns its path.

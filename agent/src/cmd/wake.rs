@@ -23,11 +23,16 @@ pub fn run(id: &str, params: &WakeParams, dry_run: bool) -> Response {
         return refuse(ErrorKind::BadRequest, e);
     }
     let (broadcast, port) = params.destination();
-    if let Err(e) = check_destination(broadcast) {
-        return refuse(ErrorKind::BadRequest, e);
+    if let Err((kind, e)) = check_destination(broadcast) {
+        return refuse(kind, e);
     }
-    let mut macs = params.macs.clone();
-    macs.dedup();
+    // Each MAC once, in the order given: what `send_magic_packets` sends, rehearsed or not.
+    let mut macs = Vec::with_capacity(params.macs.len());
+    for mac in &params.macs {
+        if !macs.contains(mac) {
+            macs.push(*mac);
+        }
+    }
     if dry_run {
         info!(request_id = %id, count = macs.len(), %broadcast, port, "dry run: would send magic packets");
         return Response::ok(
@@ -62,13 +67,19 @@ pub fn run(id: &str, params: &WakeParams, dry_run: bool) -> Response {
     }
 }
 
-/// Whether this agent may send to `addr`: see the module documentation.
-fn check_destination(addr: Ipv4Addr) -> Result<(), String> {
+/// Whether this agent may send to `addr`: see the module documentation. The error says
+/// whose fault it is: `bad_request` for a destination that is not allowed, `internal` when
+/// this machine's networks cannot be listed.
+fn check_destination(addr: Ipv4Addr) -> Result<(), (ErrorKind, String)> {
     if addr == Ipv4Addr::BROADCAST || addr.is_loopback() {
         return Ok(());
     }
-    let networks = if_addrs::get_if_addrs()
-        .map_err(|e| format!("cannot list this machine's networks: {e}"))?;
+    let networks = if_addrs::get_if_addrs().map_err(|e| {
+        (
+            ErrorKind::Internal,
+            format!("cannot list this machine's networks: {e}"),
+        )
+    })?;
     let directed: Vec<Ipv4Addr> = networks
         .iter()
         .filter_map(|i| match &i.addr {
@@ -80,10 +91,13 @@ fn check_destination(addr: Ipv4Addr) -> Result<(), String> {
         Ok(())
     } else {
         let known: Vec<String> = directed.iter().map(ToString::to_string).collect();
-        Err(format!(
-            "{addr} is not a broadcast address of this machine's networks (255.255.255.255{}{})",
-            if known.is_empty() { "" } else { ", " },
-            known.join(", ")
+        Err((
+            ErrorKind::BadRequest,
+            format!(
+                "{addr} is not a broadcast address of this machine's networks (255.255.255.255{}{})",
+                if known.is_empty() { "" } else { ", " },
+                known.join(", ")
+            ),
         ))
     }
 }
@@ -102,7 +116,8 @@ mod tests {
         assert!(check_destination(Ipv4Addr::BROADCAST).is_ok());
         assert!(check_destination(Ipv4Addr::LOCALHOST).is_ok());
         // A unicast address on no network of this machine (documentation range).
-        let err = check_destination(Ipv4Addr::new(192, 0, 2, 1)).unwrap_err();
+        let (kind, err) = check_destination(Ipv4Addr::new(192, 0, 2, 1)).unwrap_err();
+        assert_eq!(kind, ErrorKind::BadRequest);
         assert!(err.contains("not a broadcast address"), "{err}");
     }
 
