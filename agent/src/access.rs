@@ -134,9 +134,4 @@ impl Access {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(state);
         Ok(())
     }
-
-    /// Replaces the state directly (in-process tests).
-    pub fn replace(&self, state: AccessState) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(state);
-    }
 }

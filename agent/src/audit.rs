@@ -241,12 +241,7 @@ pub fn format_entry(e: &AuditEntry) -> String {
         .as_deref()
         .map(|r| format!(" — {r}"))
         .unwrap_or_default();
-    let clean = |s: &str| {
-        s.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect::<String>()
-    };
-    clean(&format!(
+    lightsout_protocol::text::sanitize(&format!(
         "{}  {:<8} {:<9} {:<28} {:<22} {} ({} us){dry}{reason}",
         e.ts, e.decision, what, who, e.peer, e.outcome, e.duration_us
     ))

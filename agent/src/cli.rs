@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// The lightsout agent: answers health checks and carries out whitelisted power actions
-/// (shutdown, restart, cancel) for controllers holding a certificate from the lab CA.
+/// (shutdown, restart, cancel) and Wake-on-LAN relays for controllers holding a certificate
+/// from the lab CA.
 #[derive(Debug, Parser)]
 #[command(name = "lightsout-agent", version, about, long_about = None)]
 pub struct Args {

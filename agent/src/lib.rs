@@ -1,7 +1,8 @@
 //! `lightsout-agent`: the daemon on every lab machine.
 //!
 //! It listens on the LAN over mutual TLS and acts only on the closed set of requests in
-//! [`lightsout_protocol::Request`]: echo (a health check), shutdown, restart and cancel. Power
+//! [`lightsout_protocol::Request`]: echo (a health check), shutdown, restart, cancel and
+//! wake (Wake-on-LAN packets on a controller's behalf). Power
 //! requests run only when the agent is privileged, are answered *before* they are executed,
 //! and in dry-run mode are answered with the exact command line and never executed. Nothing a
 //! client sends reaches a shell: commands are argv vectors built by

@@ -265,12 +265,7 @@ fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> any
         match entry {
             Ok(e) if json => println!("{}", serde_json::to_string(&e).unwrap_or_default()),
             Ok(e) => println!("{}", audit::format_entry(&e)),
-            Err(bad) => println!(
-                "!! {}",
-                bad.chars()
-                    .map(|c| if c.is_control() { '?' } else { c })
-                    .collect::<String>()
-            ),
+            Err(bad) => println!("!! {}", lightsout_protocol::text::sanitize(&bad)),
         }
     }
     Ok(())

@@ -31,8 +31,6 @@ pub struct Shared {
     pub replies: RecentReplies,
     /// Cancelled when the agent stops.
     pub stop: CancellationToken,
-    /// Every task the agent spawned (connections, power timers), awaited on stop.
-    pub tasks: TaskTracker,
 }
 
 impl std::fmt::Debug for Shared {
@@ -55,7 +53,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         health: HealthProbe::new(),
         replies: RecentReplies::default(),
         stop: stop.clone(),
-        tasks: tasks.clone(),
         config,
     });
     let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));

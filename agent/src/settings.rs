@@ -87,6 +87,18 @@ pub struct LimitsSection {
     pub max_handshakes_per_ip: Option<usize>,
 }
 
+/// `Limits::validate` names the limits as the command line does; say it with the file's keys.
+fn file_key_names(message: &str) -> String {
+    [
+        ("max_frame_len", "max_frame_bytes"),
+        ("max_echo_payload", "max_echo_payload_bytes"),
+        ("handshake_timeout", "handshake_timeout_secs"),
+        ("idle_timeout", "idle_timeout_secs"),
+    ]
+    .iter()
+    .fold(message.to_owned(), |m, (flag, key)| m.replace(flag, key))
+}
+
 impl LimitsSection {
     /// `base` with every limit this section sets replaced.
     pub fn apply(&self, base: &crate::Limits) -> crate::Limits {
@@ -170,7 +182,7 @@ impl FileSettings {
             .limits
             .apply(&crate::Limits::default())
             .validate()
-            .map_err(|e| invalid(format!("[limits]: {e}")))?;
+            .map_err(|e| invalid(format!("[limits]: {}", file_key_names(&e))))?;
         let tls = &settings.tls;
         let given = [&tls.ca, &tls.cert, &tls.key]
             .iter()
@@ -251,6 +263,14 @@ mod tests {
         assert!(
             err.contains("policy.allow") && err.contains("exec"),
             "{err}"
+        );
+
+        let err = FileSettings::parse("[limits]\nmax_frame_bytes = 100\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_frame_bytes 100"),
+            "the file's own key: {err}"
         );
 
         let err = FileSettings::parse("[limits]\nmax_connections = 0\n", Path::new("a.toml"))

@@ -252,7 +252,7 @@ pub enum IssueCommand {
     Controller {
         /// Name recorded in agents' logs, e.g. alice@laptop.
         name: String,
-        /// Role carried in the certificate: monitor (echo), operator (echo, restart, cancel),
+        /// Role carried in the certificate: monitor (echo), operator (echo, restart, cancel, wake),
         /// admin (everything), or a custom role defined in agents' policies.
         #[arg(long, value_parser = parse_role)]
         role: String,

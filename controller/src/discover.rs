@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use crate::inventory::toml_file::{NewHost, add_hosts};
 use crate::inventory::{Format, Inventory, check_name, natural_cmp};
 use crate::output::Mode;
-use crate::report::{render_table, sanitize};
+use crate::report::{self, render_table, sanitize};
 
 /// How many times the probe is sent during the listening window (UDP may lose one).
 const PROBES: u32 = 3;
@@ -209,11 +209,13 @@ pub async fn run(
         }
         Mode::Json => println!(
             "{}",
-            json!({"command": "discover", "agents": objects, "added": new_hosts.len()})
+            report::json_text(
+                &json!({"command": "discover", "agents": objects, "added": new_hosts.len()})
+            )
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{o}");
+                println!("{}", report::json_text(&o));
             }
         }
     }

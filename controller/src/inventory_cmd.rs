@@ -8,7 +8,7 @@ use crate::fanout::{FanOut, HostOutcome, HostResult, echo_request};
 use crate::inventory::toml_file::record_macs;
 use crate::inventory::{Format, Host, Inventory};
 use crate::output::{Live, Mode};
-use crate::report::{render_table, sanitize};
+use crate::report::{self, render_table, sanitize};
 
 /// Interface name prefixes of virtual links (containers, VMs, VPNs, bridges): their MACs
 /// cannot wake the machine, so `learn` leaves them out.
@@ -102,14 +102,14 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
         }
         Mode::Json => println!(
             "{}",
-            json!({
+            report::json_text(&json!({
                 "inventory": inventory.path, "format": inventory.format.map(|f| f.to_string()),
                 "hosts": objects,
-            })
+            }))
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{o}");
+                println!("{}", report::json_text(&o));
             }
         }
     }

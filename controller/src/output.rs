@@ -118,7 +118,10 @@ impl Live {
         self.clear();
         match self.mode {
             Mode::Table => print!("{}", report::table(results)),
-            Mode::Json => println!("{}", report::json(&self.command, results)),
+            Mode::Json => println!(
+                "{}",
+                report::json_text(&report::json(&self.command, results))
+            ),
             Mode::Jsonl => {}
         }
     }

@@ -13,15 +13,7 @@ use crate::duration::human;
 use crate::fanout::{HostOutcome, HostResult, Status};
 use crate::inventory::natural_cmp;
 
-/// Replaces control characters (C0, C1, DEL) and Unicode bidirectional overrides with `?`.
-pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
-            if c.is_control() || bidi { '?' } else { c }
-        })
-        .collect()
-}
+pub use lightsout_protocol::text::sanitize;
 
 /// Shell-like rendering of an argv for display (quotes around arguments with spaces).
 pub fn show_argv(argv: &[String]) -> String {
@@ -283,7 +275,24 @@ pub fn json(command: &str, results: &[HostResult]) -> Value {
 pub fn jsonl_line(command: &str, r: &HostResult) -> String {
     let mut obj = host_json(r);
     obj["command"] = json!(command);
-    obj.to_string()
+    json_text(&obj)
+}
+
+/// `value` as JSON text that is safe on a terminal too. JSON escapes C0 control characters
+/// itself; agent text may also hold C1 controls (`\u{9b}` starts an escape sequence on many
+/// terminals) and Unicode bidirectional overrides, which JSON leaves raw. They are written as
+/// `\uXXXX` escapes instead: the same JSON value for a script, inert on a screen.
+pub fn json_text(value: &Value) -> String {
+    let mut out = String::new();
+    for c in value.to_string().chars() {
+        // C0 controls cannot occur raw here: serde_json has escaped them already.
+        if lightsout_protocol::text::is_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One host's JSON object: `target`, `host`, `status`, `ok`, `elapsed_ms`, and `response`,
@@ -352,7 +361,7 @@ pub fn status_board(results: &[HostResult]) -> String {
                     let used = h
                         .memory_total_bytes
                         .saturating_sub(h.memory_available_bytes);
-                    let mem = match (used * 100).checked_div(h.memory_total_bytes) {
+                    let mem = match used.saturating_mul(100).checked_div(h.memory_total_bytes) {
                         Some(percent) => {
                             format!("{percent}% of {}", bytes_human(h.memory_total_bytes))
                         }
@@ -411,10 +420,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sanitize_strips_escapes() {
-        assert_eq!(sanitize("lab\u{1b}[2J01\r\n\u{7}"), "lab?[2J01???");
-        assert_eq!(sanitize("a\u{9b}b\u{202e}c"), "a?b?c");
-        assert_eq!(sanitize("ok-host_é"), "ok-host_é");
+    fn json_output_escapes_what_json_leaves_raw() {
+        let value = json!({"hostname": "lab\u{9b}2J\u{202e}01\u{1b}"});
+        let text = json_text(&value);
+        assert!(
+            text.chars()
+                .all(|c| !lightsout_protocol::text::is_unsafe(c)),
+            "{text}"
+        );
+        assert_eq!(text, r#"{"hostname":"lab\u009b2J\u202e01\u001b"}"#);
+        // Still the same JSON value for a script.
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`request`]: [`RequestEnvelope`] and [`Request`], and their decoding with typed errors.
 //! - [`response`]: [`Response`], [`Reply`] and the stable [`ErrorKind`]s.
 //! - [`health`]: the health snapshot returned by `echo`.
+//! - [`text`]: making text from the other side safe on a terminal.
 //! - [`power`]: pure mapping from a power request to the exact argv for each OS.
 //! - [`wake`]: MAC addresses, the `wake` request's parameters, the Wake-on-LAN magic packet.
 //! - [`discovery`]: the LAN discovery probe and the announcement opted-in agents answer with.
@@ -24,6 +25,7 @@ pub mod health;
 pub mod power;
 pub mod request;
 pub mod response;
+pub mod text;
 pub mod wake;
 
 pub use frame::{FrameCodec, MAX_FRAME_LEN};
