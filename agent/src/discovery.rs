@@ -8,7 +8,8 @@
 //!
 //! The socket is bound to the unspecified address, because on Linux a socket bound to one
 //! unicast address never receives broadcasts; SO_REUSEADDR lets several agents on one host
-//! (tests, demos) share the port, and each then receives broadcast probes.
+//! (tests, demos) share the port, and each then receives broadcast probes. An agent that
+//! listens on one specific address still answers only probers on that address's network.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -141,19 +142,63 @@ impl Responder {
 
     /// The address a prober at `peer` should dial: the listen address when it is a specific
     /// one, else the address this machine uses to reach the prober.
+    ///
+    /// An agent listening on one specific address answers only probes that reach it over
+    /// that address's network (the route back to the prober leaves from the listen address):
+    /// the socket has to be bound to every address to hear broadcasts, but an agent told to
+    /// serve one network must not announce itself on the others. Loopback listeners answer
+    /// loopback probers (tests and demos run several on one host).
     fn address_for(&self, peer: SocketAddr) -> Option<IpAddr> {
-        let ip = self.listen.ip();
-        if !ip.is_unspecified() {
-            return Some(ip);
+        let ip = self.listen.ip().to_canonical();
+        let local = route_local(peer)?.to_canonical();
+        if ip.is_unspecified() {
+            return Some(local);
         }
-        let probe_socket = if peer.is_ipv4() {
-            StdUdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-        } else {
-            StdUdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
-        }
-        .ok()?;
-        // connect() on UDP sends nothing: it only asks the kernel for the route.
-        probe_socket.connect(peer).ok()?;
-        probe_socket.local_addr().ok().map(|a| a.ip())
+        let same_network = local == ip || (ip.is_loopback() && local.is_loopback());
+        same_network.then_some(ip)
+    }
+}
+
+/// The local address this machine uses to reach `peer`, from the kernel's routing table.
+fn route_local(peer: SocketAddr) -> Option<IpAddr> {
+    let probe_socket = if peer.is_ipv4() {
+        StdUdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+    } else {
+        StdUdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
+    }
+    .ok()?;
+    // connect() on UDP sends nothing: it only asks the kernel for the route.
+    probe_socket.connect(peer).ok()?;
+    probe_socket.local_addr().ok().map(|a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn responder(listen: &str) -> Responder {
+        let identity = AgentIdentity {
+            name: "lab-01".into(),
+            fingerprint: "ff".into(),
+        };
+        // Port 0: the UDP socket gets a free port; only the listen *address* matters here.
+        Responder::bind(listen.parse().unwrap(), identity).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_specific_listen_address_answers_only_its_own_network() {
+        let prober: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        // Every address: answers with the address the prober reaches us on.
+        assert_eq!(
+            responder("0.0.0.0:0").address_for(prober),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        // A loopback listener answers a loopback prober with its own address.
+        assert_eq!(
+            responder("127.0.0.3:0").address_for(prober),
+            Some(IpAddr::from([127, 0, 0, 3]))
+        );
+        // An agent serving another network (documentation range) stays silent to it.
+        assert_eq!(responder("192.0.2.10:0").address_for(prober), None);
     }
 }

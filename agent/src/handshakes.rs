@@ -33,10 +33,9 @@ impl PendingHandshakes {
         })
     }
 
-    /// A place for a handshake from `ip`, or `None` when that address is at its limit.
-    /// IPv4-mapped IPv6 addresses count as their IPv4 address.
+    /// A place for a handshake from `ip`, or `None` when that source is at its limit.
     pub fn try_begin(self: &Arc<Self>, ip: IpAddr) -> Option<HandshakeSlot> {
-        let ip = ip.to_canonical();
+        let ip = source(ip);
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry(ip).or_insert(0);
         if *count >= self.limit {
@@ -52,7 +51,18 @@ impl PendingHandshakes {
     /// Handshakes in progress from `ip` (for tests and logs).
     pub fn in_progress(&self, ip: IpAddr) -> usize {
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.get(&ip.to_canonical()).copied().unwrap_or(0)
+        counts.get(&source(ip)).copied().unwrap_or(0)
+    }
+}
+
+/// What counts as one source: an IPv4 address (IPv4-mapped IPv6 included), or an IPv6 /64 —
+/// one IPv6 machine can pick any address in its /64, so counting addresses would not limit it.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
     }
 }
 
@@ -92,6 +102,17 @@ mod tests {
         assert!(
             pending.try_begin(b).is_some(),
             "other addresses are unaffected"
+        );
+        // One IPv6 /64 is one source, whatever address in it the client picks.
+        let _v6 = pending.try_begin("2001:db8::1".parse().unwrap()).unwrap();
+        let _v6b = pending
+            .try_begin("2001:db8::ffff:2".parse().unwrap())
+            .unwrap();
+        assert!(pending.try_begin("2001:db8::3".parse().unwrap()).is_none());
+        assert!(
+            pending
+                .try_begin("2001:db8:0:1::3".parse().unwrap())
+                .is_some()
         );
         drop(first);
         assert_eq!(pending.in_progress(a), 1);
