@@ -13,7 +13,7 @@ use lightsout_agent::audit::{self, AuditLog};
 use lightsout_agent::cli::{AgentCommand, Args, AuditCommand, LogFormat};
 use lightsout_agent::discovery::{AgentIdentity, Responder};
 use lightsout_agent::policy::PolicyFile;
-use lightsout_agent::settings::FileSettings;
+use lightsout_agent::settings::{FileSettings, LimitsSection};
 use lightsout_agent::{Config, Limits, listener};
 use lightsout_pki::{Home, TlsFiles};
 use lightsout_protocol::DEFAULT_PORT;
@@ -128,23 +128,18 @@ fn resolve(args: &Args, file: &FileSettings) -> anyhow::Result<Resolved> {
         }
     }
     let audit = Arc::new(AuditLog::new(audit_path(args, file, &home)));
-    // Command line over environment over file over defaults (the file is applied first).
-    let base = file.limits.apply(&Limits::default());
-    let secs = |cli: Option<u64>, current: Duration| cli.map_or(current, Duration::from_secs);
-    let limits = Limits {
-        max_connections: args.max_connections.unwrap_or(base.max_connections),
-        handshake_timeout: secs(args.handshake_timeout, base.handshake_timeout),
-        idle_timeout: secs(args.idle_timeout, base.idle_timeout),
-        max_frame_len: args.max_frame_len.unwrap_or(base.max_frame_len),
-        max_echo_payload: args.max_echo_payload.unwrap_or(base.max_echo_payload),
-        max_requests_per_sec: args
-            .max_requests_per_sec
-            .unwrap_or(base.max_requests_per_sec),
-        shutdown_grace: secs(args.shutdown_grace, base.shutdown_grace),
-        max_handshakes_per_ip: args
-            .max_handshakes_per_ip
-            .unwrap_or(base.max_handshakes_per_ip),
+    // Command line over file over defaults: the same section type, applied in that order.
+    let from_command_line = LimitsSection {
+        max_connections: args.max_connections,
+        handshake_timeout_secs: args.handshake_timeout,
+        idle_timeout_secs: args.idle_timeout,
+        max_frame_bytes: args.max_frame_len,
+        max_echo_payload_bytes: args.max_echo_payload,
+        shutdown_grace_secs: args.shutdown_grace,
+        max_requests_per_sec: args.max_requests_per_sec,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
     };
+    let limits = from_command_line.apply(&file.limits.apply(&Limits::default()));
     limits
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid limit: {e}"))?;
