@@ -99,12 +99,38 @@ fn power_params() -> impl Strategy<Value = PowerParams> {
     )
 }
 
+/// Valid wake requests: unicast MACs (first byte even), any broadcast address and port.
+fn wake_params() -> impl Strategy<Value = lightsout_protocol::WakeParams> {
+    let mac = (any::<[u8; 6]>(), any::<bool>()).prop_map(|(mut b, dashes)| {
+        b[0] &= 0xfe; // unicast
+        b[5] |= 0x01; // never all zeros
+        let sep = if dashes { "-" } else { ":" };
+        let text = b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(sep);
+        lightsout_protocol::wake::MacAddr::parse(&text).unwrap()
+    });
+    (
+        prop::collection::vec(mac, 1..8),
+        prop::option::of(any::<[u8; 4]>()),
+        prop::option::of(any::<u16>()),
+    )
+        .prop_map(|(macs, broadcast, port)| lightsout_protocol::WakeParams {
+            macs,
+            broadcast: broadcast.map(std::net::Ipv4Addr::from),
+            port,
+        })
+}
+
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         ".{0,200}".prop_map(|payload| Request::Echo { payload }),
         power_params().prop_map(Request::Shutdown),
         power_params().prop_map(Request::Restart),
         Just(Request::Cancel),
+        wake_params().prop_map(Request::Wake),
     ]
 }
 
