@@ -142,7 +142,10 @@ pub async fn handle(
             cmd::restart::run(shared, caller, &id, &params, dry_run, &mut record)
         }
         Request::Cancel => (cmd::cancel::run(shared, caller, &id, dry_run).await, None),
-        Request::Wake(params) => (cmd::wake::run(&id, &params, dry_run), None),
+        Request::Wake(params) => (
+            cmd::wake::run(&id, &params, dry_run, &shared.wake_budget),
+            None,
+        ),
     };
 
     // An accepted action's line is already on disk; everything else is written now.

@@ -29,6 +29,8 @@ pub struct Shared {
     pub health: HealthProbe,
     /// Replies to recent power requests, for at-most-once execution.
     pub replies: RecentReplies,
+    /// The agent-wide allowance of Wake-on-LAN packets.
+    pub wake_budget: crate::cmd::wake::WakeBudget,
     /// Cancelled when the agent stops.
     pub stop: CancellationToken,
 }
@@ -52,6 +54,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         power: PowerController::new(&config, stop.clone(), tasks.clone()),
         health: HealthProbe::new(),
         replies: RecentReplies::default(),
+        wake_budget: crate::cmd::wake::WakeBudget::default(),
         stop: stop.clone(),
         config,
     });

@@ -11,13 +11,54 @@
 //! does not apply; the request's own `dry_run` flag rehearses it. No privilege is needed.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use lightsout_protocol::wake::{broadcast_socket, send_magic_packets};
 use lightsout_protocol::{ErrorKind, Reply, Response, WakeParams, WakeReply};
 use tracing::info;
 
-/// Sends (or rehearses) the magic packets.
-pub fn run(id: &str, params: &WakeParams, dry_run: bool) -> Response {
+/// Magic packets this agent sends per [`BUDGET_WINDOW`], whoever asks: enough to wake a
+/// room of a thousand machines at once, too few for a stolen operator certificate to turn
+/// the agent into a broadcast storm (the per-connection rate limit alone would allow
+/// 100 requests × 256 MACs a second).
+pub const PACKETS_PER_WINDOW: u32 = 2048;
+/// The window of [`PACKETS_PER_WINDOW`].
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(60);
+
+/// The agent-wide allowance of magic packets.
+#[derive(Debug)]
+pub struct WakeBudget {
+    used: Mutex<(Instant, u32)>,
+}
+
+impl Default for WakeBudget {
+    fn default() -> Self {
+        Self {
+            used: Mutex::new((Instant::now(), 0)),
+        }
+    }
+}
+
+impl WakeBudget {
+    /// Takes `n` packets from the current window's allowance, or none if they do not fit.
+    pub fn try_take(&self, n: usize) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        if used.0.elapsed() >= BUDGET_WINDOW {
+            *used = (Instant::now(), 0);
+        }
+        match u32::try_from(n).ok().and_then(|n| used.1.checked_add(n)) {
+            Some(total) if total <= PACKETS_PER_WINDOW => {
+                used.1 = total;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Sends (or rehearses) the magic packets, within the agent-wide `budget`.
+pub fn run(id: &str, params: &WakeParams, dry_run: bool, budget: &WakeBudget) -> Response {
     let refuse = |kind, message: String| Response::error(Some(id.to_owned()), kind, message);
     if let Err(e) = params.validate() {
         return refuse(ErrorKind::BadRequest, e);
@@ -43,6 +84,15 @@ pub fn run(id: &str, params: &WakeParams, dry_run: bool) -> Response {
                 port,
                 dry_run: true,
             }),
+        );
+    }
+    if !budget.try_take(macs.len()) {
+        return refuse(
+            ErrorKind::Busy,
+            format!(
+                "wake rate limit: this agent sends at most {PACKETS_PER_WINDOW} magic packets per {}s; send the rest later",
+                BUDGET_WINDOW.as_secs()
+            ),
         );
     }
     let result = broadcast_socket()
@@ -128,7 +178,7 @@ mod tests {
             broadcast: Some(Ipv4Addr::new(192, 0, 2, 1)),
             port: None,
         };
-        match run("w1", &params, true).outcome {
+        match run("w1", &params, true, &WakeBudget::default()).outcome {
             lightsout_protocol::Outcome::Error(e) => assert_eq!(e.kind, ErrorKind::BadRequest),
             other => panic!("{other:?}"),
         }
@@ -136,10 +186,31 @@ mod tests {
             broadcast: Some(Ipv4Addr::LOCALHOST),
             ..params
         };
-        match run("w2", &params, true).outcome {
+        match run("w2", &params, true, &WakeBudget::default()).outcome {
             lightsout_protocol::Outcome::Ok(Reply::Wake(w)) => {
                 assert!(w.dry_run);
                 assert_eq!((w.broadcast, w.port), (Ipv4Addr::LOCALHOST, 9));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_agent_wide_budget_refuses_a_storm() {
+        let budget = WakeBudget::default();
+        assert!(budget.try_take(PACKETS_PER_WINDOW as usize - 1));
+        assert!(budget.try_take(1));
+        assert!(!budget.try_take(1), "the window's allowance is spent");
+        // A real (not rehearsed) request is then refused with busy before anything is sent.
+        let params = WakeParams {
+            macs: vec!["52:54:00:00:00:01".parse().unwrap()],
+            broadcast: Some(Ipv4Addr::LOCALHOST),
+            port: None,
+        };
+        match run("w3", &params, false, &budget).outcome {
+            lightsout_protocol::Outcome::Error(e) => {
+                assert_eq!(e.kind, ErrorKind::Busy);
+                assert!(e.message.contains("wake rate limit"), "{}", e.message);
             }
             other => panic!("{other:?}"),
         }
