@@ -222,6 +222,12 @@ impl Run {
         }
     }
 
+    /// Asserts the process exited 0 (showing its stderr otherwise).
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, Some(0), "{}", self.stderr);
+        self
+    }
+
     /// stdout as the `--json` document.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)

@@ -196,25 +196,18 @@ fn revoked_certificates_are_refused_and_sighup_applies_new_revocations() {
     let lab = Lab::new();
     // Issue through the CLI, as an administrator would: the CA's index then knows the names.
     let issue = |name: &str| {
-        let out = lab
-            .controller_cmd()
-            .args([
-                "pki",
-                "issue",
-                "controller",
-                name,
-                "--role",
-                "admin",
-                "--out",
-            ])
-            .arg(lab.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out_dir = lab.dir.path().to_str().unwrap();
+        let args = [
+            "pki",
+            "issue",
+            "controller",
+            name,
+            "--role",
+            "admin",
+            "--out",
+            out_dir,
+        ];
+        lab.lightsout(&args).success();
         TlsFiles {
             ca: lab.home.ca_cert(),
             cert: lab.dir.path().join(format!("{name}.pem")),

@@ -22,25 +22,18 @@ fn have(program: &str, arg: &str) -> bool {
 
 /// Writes an agent bundle into `dir` with the CLI, as an administrator would.
 fn write_bundle(lab: &Lab, path: &Path) {
-    let out = lab
-        .controller_cmd()
-        .args([
-            "pki",
-            "issue",
-            "agent",
-            "lab-01",
-            "--ip",
-            "10.0.0.21",
-            "--bundle",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = path.to_str().unwrap();
+    let args = [
+        "pki",
+        "issue",
+        "agent",
+        "lab-01",
+        "--ip",
+        "10.0.0.21",
+        "--bundle",
+        path,
+    ];
+    lab.lightsout(&args).success();
 }
 
 fn check_config(agent: &Path, config: &Path, home: &Path) -> std::process::Output {

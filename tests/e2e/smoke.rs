@@ -6,17 +6,10 @@ use lightsout_tests::{AgentProcess, Lab};
 fn echo_against_a_dry_run_agent() {
     let lab = Lab::new();
     let agent = AgentProcess::start(&lab, &["--dry-run"]);
-    let out = lab
-        .controller_cmd()
-        .args(["--json", "echo", &agent.target(), "--payload", "hello"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = lab
+        .lightsout(&["--json", "echo", &agent.target(), "--payload", "hello"])
+        .success();
+    let doc = run.json();
     let host = &doc["results"][0];
     assert_eq!(host["ok"], true);
     assert_eq!(host["response"]["payload"], "hello");
