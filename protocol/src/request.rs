@@ -125,6 +125,17 @@ impl RequestEnvelope {
         }
     }
 
+    /// An echo (health check) carrying `payload`, not a rehearsal.
+    pub fn echo(id: impl Into<String>, payload: impl Into<String>) -> Self {
+        Self::new(
+            id,
+            false,
+            Request::Echo {
+                payload: payload.into(),
+            },
+        )
+    }
+
     /// Serialises to the JSON body of one frame.
     pub fn to_bytes(&self) -> bytes::Bytes {
         // Serialising these plain structs cannot fail: no maps with non-string keys.
