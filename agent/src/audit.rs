@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use lightsout_pki::Identity;
+use lightsout_protocol::{ErrorKind, Outcome, RequestEnvelope, RequestKind, Response};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -27,8 +29,8 @@ const REJECTION_WINDOW: Duration = Duration::from_secs(10);
 pub struct AuditEntry {
     /// RFC 3339 time, UTC.
     pub ts: String,
-    /// `request` or `handshake`.
-    pub event: String,
+    /// What happened.
+    pub event: Event,
     /// Request id (requests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -43,23 +45,167 @@ pub struct AuditEntry {
     /// Role from the certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// Request kind (`echo`, `shutdown`...), when the request could be decoded.
+    /// Request kind, when the request could be decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<RequestKind>,
     /// The request's arguments as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<serde_json::Value>,
     /// The request's dry-run flag, or the agent's dry-run mode.
     pub dry_run: bool,
-    /// `allowed` or `refused`.
-    pub decision: String,
+    /// Whether the request was let through.
+    pub decision: Decision,
     /// Why it was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// `ok`, or the error kind of the reply.
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     /// Time spent handling the request, microseconds.
     pub duration_us: u64,
+}
+
+/// What an audit line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A request from an authenticated caller.
+    Request,
+    /// A refused TLS handshake (no identity).
+    Handshake,
+}
+
+/// Whether the agent let a request through (policy, replay memory, limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Carried out (or rehearsed).
+    Allowed,
+    /// Not carried out.
+    Refused,
+}
+
+/// How a request ended: `ok`, the error kind of its reply, or `tls` for a refused handshake.
+/// Written as one lower-case word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    /// The request succeeded (a power action: it was accepted).
+    Ok,
+    /// The reply was an error of this kind.
+    Error(ErrorKind),
+    /// The TLS handshake failed.
+    Tls,
+}
+
+impl AuditOutcome {
+    /// The outcome of a request answered with `response`.
+    pub fn of(response: &Response) -> Self {
+        match &response.outcome {
+            Outcome::Ok(_) => AuditOutcome::Ok,
+            Outcome::Error(e) => AuditOutcome::Error(e.kind),
+        }
+    }
+
+    /// The word written in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Ok => "ok",
+            AuditOutcome::Error(kind) => kind.as_str(),
+            AuditOutcome::Tls => "tls",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for AuditOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(d)?;
+        Ok(match word.as_str() {
+            "ok" => AuditOutcome::Ok,
+            "tls" => AuditOutcome::Tls,
+            // Unknown words read as ErrorKind::Unknown: an older reader keeps reading.
+            other => AuditOutcome::Error(
+                serde_json::from_value(serde_json::Value::String(other.to_owned()))
+                    .unwrap_or(ErrorKind::Unknown),
+            ),
+        })
+    }
+}
+
+impl AuditEntry {
+    /// The line of a request from `caller`, refused until [`allowed`](Self::allow); the
+    /// request's own fields are filled in by [`describe`](Self::describe) once it is decoded.
+    pub fn request(peer: SocketAddr, who: &Identity, agent_dry_run: bool) -> Self {
+        Self {
+            ts: now_rfc3339(),
+            event: Event::Request,
+            request_id: None,
+            peer: peer.to_string(),
+            identity: Some(who.name.clone()),
+            fingerprint: Some(who.fingerprint.clone()),
+            role: who.role.clone(),
+            kind: None,
+            args: None,
+            dry_run: agent_dry_run,
+            decision: Decision::Refused,
+            reason: None,
+            outcome: AuditOutcome::Ok,
+            duration_us: 0,
+        }
+    }
+
+    /// Fills in what `envelope` asks. `rehearsed` is whether it is a rehearsal (its own flag,
+    /// or the agent's dry-run mode for kinds that mode covers).
+    pub fn describe(&mut self, envelope: &RequestEnvelope, rehearsed: bool) {
+        self.request_id = Some(envelope.id.clone());
+        self.kind = Some(envelope.request.kind());
+        self.args = serde_json::to_value(&envelope.request).ok();
+        self.dry_run = rehearsed;
+    }
+
+    /// Marks the request as let through.
+    pub fn allow(&mut self) {
+        self.decision = Decision::Allowed;
+    }
+
+    /// Marks the request as refused for `reason`.
+    pub fn refuse(&mut self, reason: impl Into<String>) {
+        self.decision = Decision::Refused;
+        self.reason = Some(reason.into());
+    }
+
+    /// Records that the request was accepted (outcome `ok`) after the time since `started`.
+    pub fn accept(&mut self, started: Instant) {
+        self.outcome = AuditOutcome::Ok;
+        self.duration_us = micros_since(started);
+    }
+
+    /// Records how the request ended (the reply's error message as the reason when none was
+    /// given) and how long it took.
+    pub fn end(&mut self, response: &Response, started: Instant) {
+        self.outcome = AuditOutcome::of(response);
+        if let Outcome::Error(e) = &response.outcome {
+            if self.reason.is_none() {
+                self.reason = Some(e.message.clone());
+            }
+        }
+        self.duration_us = micros_since(started);
+    }
+}
+
+/// Microseconds since `started`, saturating.
+pub fn micros_since(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Current time in RFC 3339.
@@ -196,7 +342,7 @@ impl AuditLog {
 fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
     AuditEntry {
         ts: now_rfc3339(),
-        event: "handshake".into(),
+        event: Event::Handshake,
         request_id: None,
         peer: peer.to_string(),
         identity: None,
@@ -205,9 +351,9 @@ fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
         kind: None,
         args: None,
         dry_run: false,
-        decision: "refused".into(),
+        decision: Decision::Refused,
         reason: Some(reason.to_owned()),
-        outcome: "tls".into(),
+        outcome: AuditOutcome::Tls,
         duration_us: 0,
     }
 }
@@ -234,7 +380,15 @@ pub fn format_entry(e: &AuditEntry) -> String {
         (Some(name), None) => format!("{name} (no role)"),
         _ => "-".into(),
     };
-    let what = e.kind.clone().unwrap_or_else(|| e.event.clone());
+    let what = match (e.kind, e.event) {
+        (Some(kind), _) => kind.as_str(),
+        (None, Event::Request) => "request",
+        (None, Event::Handshake) => "handshake",
+    };
+    let decision = match e.decision {
+        Decision::Allowed => "allowed",
+        Decision::Refused => "refused",
+    };
     let dry = if e.dry_run { " [dry-run]" } else { "" };
     let reason = e
         .reason
@@ -243,7 +397,7 @@ pub fn format_entry(e: &AuditEntry) -> String {
         .unwrap_or_default();
     lightsout_protocol::text::sanitize(&format!(
         "{}  {:<8} {:<9} {:<28} {:<22} {} ({} us){dry}{reason}",
-        e.ts, e.decision, what, who, e.peer, e.outcome, e.duration_us
+        e.ts, decision, what, who, e.peer, e.outcome, e.duration_us
     ))
 }
 
@@ -251,21 +405,21 @@ pub fn format_entry(e: &AuditEntry) -> String {
 mod tests {
     use super::*;
 
-    fn entry(kind: &str) -> AuditEntry {
+    fn entry(kind: RequestKind) -> AuditEntry {
         AuditEntry {
             ts: now_rfc3339(),
-            event: "request".into(),
+            event: Event::Request,
             request_id: Some("r1".into()),
             peer: "127.0.0.1:1".into(),
             identity: Some("alice".into()),
             fingerprint: Some("ff".into()),
             role: Some("admin".into()),
-            kind: Some(kind.into()),
+            kind: Some(kind),
             args: Some(serde_json::json!({"delay_secs": 0})),
             dry_run: false,
-            decision: "allowed".into(),
+            decision: Decision::Allowed,
             reason: None,
-            outcome: "ok".into(),
+            outcome: AuditOutcome::Ok,
             duration_us: 12,
         }
     }
@@ -274,22 +428,34 @@ mod tests {
     fn writes_lines_and_tails_them() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::new(dir.path().join("audit.jsonl"));
-        for kind in ["echo", "shutdown", "cancel"] {
-            log.write(&entry(kind), kind != "echo").unwrap();
+        for kind in [
+            RequestKind::Echo,
+            RequestKind::Shutdown,
+            RequestKind::Cancel,
+        ] {
+            log.write(&entry(kind), kind != RequestKind::Echo).unwrap();
         }
         let last = tail(log.path(), 2).unwrap();
         let kinds: Vec<_> = last
             .iter()
-            .map(|e| e.as_ref().unwrap().kind.clone().unwrap())
+            .map(|e| e.as_ref().unwrap().kind.unwrap())
             .collect();
-        assert_eq!(kinds, ["shutdown", "cancel"]);
+        assert_eq!(kinds, [RequestKind::Shutdown, RequestKind::Cancel]);
+        let raw = std::fs::read_to_string(log.path()).unwrap();
+        assert!(
+            raw.contains(r#""event":"request""#)
+                && raw.contains(r#""decision":"allowed""#)
+                && raw.contains(r#""outcome":"ok""#)
+                && raw.contains(r#""kind":"cancel""#),
+            "the wire words stay as they were: {raw}"
+        );
         assert!(format_entry(last[0].as_ref().unwrap()).contains("alice (admin)"));
     }
 
     #[test]
     fn unwritable_log_reports_an_error() {
         let log = AuditLog::new("/dev/full");
-        assert!(log.write(&entry("shutdown"), true).is_err());
+        assert!(log.write(&entry(RequestKind::Shutdown), true).is_err());
     }
 
     #[test]

@@ -58,21 +58,28 @@ impl Limits {
     /// # Errors
     /// Which limit is out of range and what is accepted. Names are the configuration names
     /// (`max_frame_len` is `--max-frame-len` on the command line).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LimitError> {
         let max_frame = lightsout_protocol::MAX_FRAME_LEN;
+        let bad = |name, message: String| Err(LimitError { name, message });
         if !(MIN_FRAME_LEN..=max_frame).contains(&self.max_frame_len) {
             // Not above the protocol's maximum: controllers read at most that much, so a
             // larger reply could not be delivered.
-            return Err(format!(
-                "max_frame_len {} is outside {MIN_FRAME_LEN}..={max_frame} bytes",
-                self.max_frame_len
-            ));
+            return bad(
+                "max_frame_len",
+                format!(
+                    "max_frame_len {} is outside {MIN_FRAME_LEN}..={max_frame} bytes",
+                    self.max_frame_len
+                ),
+            );
         }
         if self.max_echo_payload >= self.max_frame_len {
-            return Err(format!(
-                "max_echo_payload {} must be smaller than max_frame_len {}",
-                self.max_echo_payload, self.max_frame_len
-            ));
+            return bad(
+                "max_echo_payload",
+                format!(
+                    "max_echo_payload {} must be smaller than max_frame_len {}",
+                    self.max_echo_payload, self.max_frame_len
+                ),
+            );
         }
         let positive = [
             ("max_connections", self.max_connections == 0),
@@ -82,10 +89,20 @@ impl Limits {
             ("idle_timeout", self.idle_timeout.is_zero()),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, zero)| *zero) {
-            return Err(format!("{name} must be greater than 0"));
+            return bad(name, format!("{name} must be greater than 0"));
         }
         Ok(())
     }
+}
+
+/// A limit out of range: its name and a sentence saying what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LimitError {
+    /// The limit's name (`max_frame_len`...).
+    pub name: &'static str,
+    /// What is wrong and what is accepted.
+    pub message: String,
 }
 
 /// Everything the agent needs to run.
@@ -192,7 +209,8 @@ mod tests {
         ];
         for (name, limits) in cases {
             let err = limits.validate().expect_err(name);
-            assert!(err.starts_with(name), "{name}: {err}");
+            assert_eq!(err.name, name);
+            assert!(err.to_string().starts_with(name), "{name}: {err}");
         }
     }
 }

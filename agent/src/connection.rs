@@ -20,10 +20,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::dispatch::{self, Caller};
 use crate::handshakes::HandshakeSlot;
 use crate::rate::TokenBucket;
-use crate::server::Shared;
+use crate::request::{self, Replier};
+use crate::state::{Caller, Shared};
 
 /// How long to wait for our close_notify and the peer's to be exchanged on the way out.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -65,6 +65,31 @@ fn fit_reply(response: Response, max_frame_len: usize) -> bytes::Bytes {
         ),
     )
     .to_bytes()
+}
+
+/// Sends replies as frames on this connection, each under the idle deadline. A reply that
+/// cannot be sent ends the connection (after the request's handling is complete).
+struct FrameReplier<'a> {
+    framed: &'a mut Framed<tokio_rustls::server::TlsStream<TcpStream>, FrameCodec>,
+    limits: &'a crate::config::Limits,
+    failed: bool,
+}
+
+impl Replier for FrameReplier<'_> {
+    async fn reply(&mut self, response: Response) {
+        let frame = fit_reply(response, self.limits.max_frame_len);
+        match timeout(self.limits.idle_timeout, self.framed.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "reply could not be sent");
+                self.failed = true;
+            }
+            Err(_) => {
+                debug!("reply write timed out");
+                self.failed = true;
+            }
+        }
+    }
 }
 
 /// Serves one accepted TCP connection to completion.
@@ -160,35 +185,22 @@ pub async fn serve(
                 let _ = timeout(CLOSE_TIMEOUT, framed.send(reply.to_bytes())).await;
                 break;
             }
-            let (response, execution) = if bucket.try_take() {
-                dispatch::handle(&shared, &caller, &body).await
+            served += 1;
+            let mut replier = FrameReplier {
+                framed: &mut framed,
+                limits: &limits,
+                failed: false,
+            };
+            if bucket.try_take() {
+                request::handle(&shared, &caller, &body, &mut replier).await;
             } else {
                 debug!("over the request rate limit");
-                (rate_limited(&body, limits.max_requests_per_sec), None)
-            };
-            served += 1;
-            // Reply first, then execute: the controller learns the action was accepted
-            // before the machine starts going down. An accepted action runs even if the
-            // reply cannot be delivered (see `power`): it is already recorded, and a retry
-            // with the same id is answered from memory.
-            let sent = timeout(
-                limits.idle_timeout,
-                framed.send(fit_reply(response, limits.max_frame_len)),
-            )
-            .await;
-            if let Some(execution) = execution {
-                execution.start(&shared.power);
+                replier
+                    .reply(rate_limited(&body, limits.max_requests_per_sec))
+                    .await;
             }
-            match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    debug!(error = %e, "reply could not be sent");
-                    break;
-                }
-                Err(_) => {
-                    debug!("reply write timed out");
-                    break;
-                }
+            if replier.failed {
+                break;
             }
         }
         let _ = timeout(CLOSE_TIMEOUT, framed.get_mut().shutdown()).await;

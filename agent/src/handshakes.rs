@@ -48,7 +48,8 @@ impl PendingHandshakes {
         })
     }
 
-    /// Handshakes in progress from `ip` (for tests and logs).
+    /// Handshakes in progress from `ip`.
+    #[cfg(test)]
     pub fn in_progress(&self, ip: IpAddr) -> usize {
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         counts.get(&source(ip)).copied().unwrap_or(0)

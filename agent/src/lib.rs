@@ -9,41 +9,49 @@
 //! [`lightsout_protocol::power::plan`].
 //!
 //! # Layout
-//! - [`config`]: the validated [`Config`] and its [`Limits`].
+//! From the socket down; each module imports only modules below it (checked with
+//! `shared/tools/modcycles.py agent/src`).
+//! - [`server`]: [`run`], the accept loop, connection cap and graceful shutdown.
+//! - [`listener`]: binding the listening socket (SO_REUSEADDR, dual-stack, deep backlog).
+//! - `connection`: one client: handshake deadline, framed reads with an idle deadline, the
+//!   rate limit, replies as frames.
+//! - `request`: one request's path, top to bottom: decode → decide → remember → reserve →
+//!   audit → commit → reply → execute.
+//! - `cmd`: the requests that run at once (echo, cancel, wake), one module each.
+//! - `state`: the state every request may read, and who is asking.
+//! - [`power`]: the pending action (reserved, committed), the agent-side timer, the command.
+//! - `replay`: the replay memory: replies to recent power requests (at-most-once).
+//! - [`audit`]: one JSON line per request; power actions fail closed without it.
 //! - [`access`]: TLS config, policy and revocations, swapped as a whole on SIGHUP.
 //! - [`policy`]: roles and per-agent narrowing: who may do what.
-//! - [`audit`]: one JSON line per request; power actions fail closed without it.
-//! - [`cli`]: the clap definitions of the command line.
-//! - [`settings`]: the TOML configuration file.
-//! - [`listener`]: binding the listening socket (SO_REUSEADDR, dual-stack, deep backlog).
-//! - [`server`]: [`run`], the accept loop, connection cap and graceful shutdown.
-//! - [`handshakes`]: handshakes in progress per source address, capped.
-//! - [`connection`]: one client: handshake deadline, framed reads with an idle deadline.
-//! - [`dispatch`]: decodes a frame and routes it to its command; remembers power replies.
-//! - [`cmd`]: one module per request kind.
-//! - [`rate`]: the per-connection request rate limit (a token bucket).
-//! - [`power`]: pending actions, the agent-side timer and running the command.
-//! - [`health`]: the health snapshot (and the test-only simulated reboot).
+//! - `handshakes`: handshakes in progress per source address, capped.
+//! - `rate`: the per-connection request rate limit and the agent-wide wake budget.
+//! - `health`: the health snapshot (and the test-only simulated reboot).
+//! - [`config`]: the validated [`Config`] and its [`Limits`]; [`resolve`] builds it from the
+//!   command line ([`cli`]), the environment and the file ([`settings`]).
 //! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
 //! - [`privilege`]: whether this process may power the machine off.
 
 pub mod access;
 pub mod audit;
 pub mod cli;
-pub mod cmd;
+pub(crate) mod cmd;
 pub mod config;
-pub mod connection;
+pub(crate) mod connection;
 pub mod discovery;
-pub mod dispatch;
-pub mod handshakes;
-pub mod health;
+pub(crate) mod handshakes;
+pub(crate) mod health;
 pub mod listener;
 pub mod policy;
 pub mod power;
 pub mod privilege;
-pub mod rate;
+pub(crate) mod rate;
+pub(crate) mod replay;
+pub(crate) mod request;
+pub mod resolve;
 pub mod server;
 pub mod settings;
+pub(crate) mod state;
 
 pub use config::{Config, Limits, Testing};
 pub use server::run;

@@ -12,13 +12,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lightsout_pki::Identity;
+use lightsout_protocol::RequestKind;
 use serde::Deserialize;
 
-/// Every request kind, as named on the wire and in the policy file.
-pub const KINDS: [&str; 5] = ["echo", "shutdown", "restart", "cancel", "wake"];
-
 /// The policy as written in the configuration file (all fields optional).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     /// Request kinds this machine allows at all.
@@ -36,30 +34,69 @@ pub struct PolicyFile {
 /// The effective, validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    allow: BTreeSet<String>,
-    unknown_role: BTreeSet<String>,
-    roles: BTreeMap<String, BTreeSet<String>>,
-    names: BTreeMap<String, BTreeSet<String>>,
+    allow: BTreeSet<RequestKind>,
+    unknown_role: BTreeSet<RequestKind>,
+    roles: BTreeMap<String, BTreeSet<RequestKind>>,
+    names: BTreeMap<String, BTreeSet<RequestKind>>,
 }
 
-fn set(kinds: &[&str]) -> BTreeSet<String> {
-    kinds.iter().map(|k| (*k).to_owned()).collect()
+fn set(kinds: &[RequestKind]) -> BTreeSet<RequestKind> {
+    kinds.iter().copied().collect()
+}
+
+/// A policy section that names an unknown request kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy.{key}: {source}")]
+pub struct PolicyError {
+    /// The dotted key of the entry at fault, e.g. `roles.ops`.
+    pub key: String,
+    /// The unknown kind.
+    pub source: lightsout_protocol::UnknownKind,
+}
+
+/// Why a request is not allowed: the sentence of the `not_allowed` reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// This machine disables the kind for everyone.
+    #[error("{kind} is disabled on this machine by its policy")]
+    Disabled {
+        /// The kind asked for.
+        kind: RequestKind,
+    },
+    /// The caller's grant does not include the kind.
+    #[error("{kind} is not allowed for {name} ({via})")]
+    NotGranted {
+        /// The kind asked for.
+        kind: RequestKind,
+        /// The caller's certificate name.
+        name: String,
+        /// Which entry decided: its name, its role, or the unknown-role grant.
+        via: String,
+    },
 }
 
 impl Default for Policy {
     /// The built-in role table, every kind allowed on this machine.
     fn default() -> Self {
         let roles = [
-            ("monitor", set(&["echo"])),
-            ("operator", set(&["echo", "restart", "cancel", "wake"])),
-            ("admin", set(&KINDS)),
+            ("monitor", set(&[RequestKind::Echo])),
+            (
+                "operator",
+                set(&[
+                    RequestKind::Echo,
+                    RequestKind::Restart,
+                    RequestKind::Cancel,
+                    RequestKind::Wake,
+                ]),
+            ),
+            ("admin", set(&RequestKind::ALL)),
         ]
         .into_iter()
         .map(|(r, k)| (r.to_owned(), k))
         .collect();
         Self {
-            allow: set(&KINDS),
-            unknown_role: set(&["echo"]),
+            allow: set(&RequestKind::ALL),
+            unknown_role: set(&[RequestKind::Echo]),
             roles,
             names: BTreeMap::new(),
         }
@@ -71,18 +108,14 @@ impl Policy {
     ///
     /// # Errors
     /// The dotted key of the first entry naming an unknown request kind.
-    pub fn from_file(file: &PolicyFile) -> Result<Self, String> {
-        fn kinds(key: &str, list: &[String]) -> Result<BTreeSet<String>, String> {
+    pub fn from_file(file: &PolicyFile) -> Result<Self, PolicyError> {
+        fn kinds(key: &str, list: &[String]) -> Result<BTreeSet<RequestKind>, PolicyError> {
             list.iter()
                 .map(|k| {
-                    if KINDS.contains(&k.as_str()) {
-                        Ok(k.clone())
-                    } else {
-                        Err(format!(
-                            "policy.{key}: unknown request kind {k:?} (known: {})",
-                            KINDS.join(", ")
-                        ))
-                    }
+                    k.parse().map_err(|source| PolicyError {
+                        key: key.to_owned(),
+                        source,
+                    })
                 })
                 .collect()
         }
@@ -109,10 +142,10 @@ impl Policy {
     /// Whether `who` may send a request of `kind`.
     ///
     /// # Errors
-    /// A sentence naming the request and the identity, for the `not_allowed` reply.
-    pub fn authorize(&self, who: &Identity, kind: &str) -> Result<(), String> {
-        if !self.allow.contains(kind) {
-            return Err(format!("{kind} is disabled on this machine by its policy"));
+    /// [`Denied`], whose text names the request and the identity for the `not_allowed` reply.
+    pub fn authorize(&self, who: &Identity, kind: RequestKind) -> Result<(), Denied> {
+        if !self.allow.contains(&kind) {
+            return Err(Denied::Disabled { kind });
         }
         let role = who.role.as_deref();
         let (granted, via) = if let Some(g) = self.names.get(&who.name) {
@@ -126,10 +159,14 @@ impl Policy {
             };
             (&self.unknown_role, via)
         };
-        if granted.contains(kind) {
+        if granted.contains(&kind) {
             Ok(())
         } else {
-            Err(format!("{kind} is not allowed for {} ({via})", who.name))
+            Err(Denied::NotGranted {
+                kind,
+                name: who.name.clone(),
+                via,
+            })
         }
     }
 }
@@ -148,12 +185,14 @@ mod tests {
     }
 
     fn allowed(p: &Policy, id: &Identity) -> Vec<&'static str> {
-        KINDS
-            .iter()
-            .copied()
-            .filter(|k| p.authorize(id, k).is_ok())
+        RequestKind::ALL
+            .into_iter()
+            .filter(|k| p.authorize(id, *k).is_ok())
+            .map(RequestKind::as_str)
             .collect()
     }
+
+    const KINDS: [&str; 5] = ["echo", "shutdown", "restart", "cancel", "wake"];
 
     #[test]
     fn built_in_roles() {
@@ -167,9 +206,12 @@ mod tests {
         assert_eq!(allowed(&p, &who("n", None)), ["echo"]);
         assert_eq!(allowed(&p, &who("x", Some("superuser"))), ["echo"]);
         let err = p
-            .authorize(&who("o", Some("operator")), "shutdown")
+            .authorize(&who("o", Some("operator")), RequestKind::Shutdown)
             .unwrap_err();
-        assert_eq!(err, "shutdown is not allowed for o (role operator)");
+        assert_eq!(
+            err.to_string(),
+            "shutdown is not allowed for o (role operator)"
+        );
     }
 
     #[test]
@@ -183,8 +225,9 @@ mod tests {
         let p = Policy::from_file(&file).unwrap();
         assert_eq!(allowed(&p, &who("a", Some("admin"))), ["echo"]);
         assert!(
-            p.authorize(&who("a", Some("admin")), "shutdown")
+            p.authorize(&who("a", Some("admin")), RequestKind::Shutdown)
                 .unwrap_err()
+                .to_string()
                 .contains("disabled on this machine")
         );
 
@@ -209,7 +252,7 @@ mod tests {
     #[test]
     fn unknown_kinds_are_named() {
         let file: PolicyFile = toml::from_str("[roles]\nops = [\"reboot\"]").unwrap();
-        let err = Policy::from_file(&file).unwrap_err();
+        let err = Policy::from_file(&file).unwrap_err().to_string();
         assert!(
             err.contains("policy.roles.ops") && err.contains("\"reboot\""),
             "{err}"

@@ -40,7 +40,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::dispatch::Caller;
 
 /// Longest a power command may run before it is considered hung and killed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -81,6 +80,57 @@ struct Pending {
     abort: CancellationToken,
     /// Whether the system already has it (its command ran successfully).
     handed_over: bool,
+}
+
+/// What [`PowerController::reserve`] decided for an acceptable shutdown or restart.
+#[derive(Debug)]
+pub enum Reserved<'a> {
+    /// A rehearsal: nothing is pending, nothing will run; this is the reply.
+    Rehearsal(PowerReply),
+    /// A live action holding the pending slot, to be committed once it is audited.
+    Live(Reservation<'a>),
+}
+
+/// A live action holding the pending slot (the state is locked: no other power request can
+/// change it in between). [`commit`](Self::commit) makes it the pending action; dropping it
+/// changes nothing.
+#[derive(Debug)]
+#[must_use = "commit the reservation once its audit line is written, or drop it to refuse"]
+pub struct Reservation<'a> {
+    state: MutexGuard<'a, State>,
+    info: PendingAction,
+    reply: PowerReply,
+    message: Option<String>,
+    plan: PowerPlan,
+}
+
+impl Reservation<'_> {
+    /// Step "commit": the reserved action replaces any pending one and becomes the pending
+    /// action. Returns its reply and the execution to start once the reply is on its way.
+    pub fn commit(mut self) -> (PowerReply, Execution) {
+        if let Some(previous) = &self.state.pending {
+            info!(replaced = %previous.info.request_id, "replacing the pending action");
+            // If the system already has it, the replacement's execution cancels it first.
+            previous.abort.cancel();
+        }
+        let abort = CancellationToken::new();
+        let execution = Execution {
+            request_id: self.info.request_id.clone(),
+            action: self.info.action,
+            message: self.message.take(),
+            plan: self.plan.clone(),
+            due_unix: self.info.due_unix,
+            abort: abort.clone(),
+        };
+        info!(request_id = %self.info.request_id, action = %self.info.action,
+              delay_secs = self.reply.delay_secs, argv = ?self.info.argv, "power action accepted");
+        self.state.pending = Some(Pending {
+            info: self.info.clone(),
+            abort,
+            handed_over: false,
+        });
+        (self.reply.clone(), execution)
+    }
 }
 
 /// An accepted power action, to be started once its reply is on its way.
@@ -165,31 +215,28 @@ impl PowerController {
         )
     }
 
-    /// Accepts a shutdown or restart, or rehearses it when `dry_run` or the agent is in
-    /// dry-run mode.
+    /// Step "reserve" of a shutdown or restart: checks privilege, limits and the pending
+    /// slot, and either rehearses it (`dry_run`, or the agent is in dry-run mode) or holds the
+    /// slot for it. Nothing has changed yet: the previous action is still pending and nothing
+    /// runs until the reservation is [committed](Reservation::commit), which the caller does
+    /// once the action's audit line is on disk. Dropping the reservation changes nothing.
     ///
     /// # Errors
     /// `not_privileged`, `bad_request` for a delay or message outside the limits, `busy`
     /// when another action is pending and `params.replace` is not set.
-    ///
-    /// `record` makes the acceptance durable (the audit line). It is called once the action
-    /// is known to be accepted and before anything changes — the previous action is not yet
-    /// replaced, nothing is pending — with the state locked, so that when it fails nothing at
-    /// all has changed and the request is refused with `internal` (power actions fail closed).
-    pub fn schedule(
+    pub fn reserve(
         &self,
-        caller: &Caller,
-        id: &str,
+        request_id: &str,
+        requested_by: &str,
         action: PowerAction,
         params: &PowerParams,
         dry_run: bool,
-        record: &mut dyn FnMut() -> Result<(), String>,
-    ) -> Result<(PowerReply, Option<Execution>), ErrorBody> {
+    ) -> Result<Reserved<'_>, ErrorBody> {
         // Checked in dry-run too: a rehearsal must fail where the real thing would.
         self.check_privileged(action.as_str())?;
         params
             .validate()
-            .map_err(|m| refuse(ErrorKind::BadRequest, m))?;
+            .map_err(|e| refuse(ErrorKind::BadRequest, e.to_string()))?;
         let plan = plan(
             action,
             params.delay_secs,
@@ -208,8 +255,8 @@ impl PowerController {
             due_unix,
         };
         if dry_run {
-            info!(request_id = %id, %action, argv = ?plan.argv, "dry run: would execute");
-            return Ok((reply, None));
+            info!(request_id, %action, argv = ?plan.argv, "dry run: would execute");
+            return Ok(Reserved::Rehearsal(reply));
         }
 
         let mut state = self.state();
@@ -229,41 +276,19 @@ impl PowerController {
                 });
             }
         }
-        record().map_err(|e| {
-            refuse(
-                ErrorKind::Internal,
-                format!("the audit log cannot be written ({e}); power actions fail closed"),
-            )
-        })?;
-        if let Some(pending) = &state.pending {
-            info!(replaced = %pending.info.request_id, "replacing the pending action");
-            // If the system already has it, the replacement's execution cancels it first.
-            pending.abort.cancel();
-        }
-        let abort = CancellationToken::new();
-        state.pending = Some(Pending {
+        Ok(Reserved::Live(Reservation {
+            state,
             info: PendingAction {
                 action,
-                request_id: id.to_owned(),
-                requested_by: caller.identity.name.clone(),
+                request_id: request_id.to_owned(),
+                requested_by: requested_by.to_owned(),
                 due_unix,
                 argv: plan.argv.clone(),
             },
-            abort: abort.clone(),
-            handed_over: false,
-        });
-        info!(request_id = %id, %action, delay_secs = params.delay_secs, argv = ?plan.argv, "power action accepted");
-        Ok((
             reply,
-            Some(Execution {
-                request_id: id.to_owned(),
-                action,
-                message: params.message.clone(),
-                plan,
-                due_unix,
-                abort,
-            }),
-        ))
+            message: params.message.clone(),
+            plan,
+        }))
     }
 
     /// Cancels the pending action: stops the agent-side timer and runs the system's cancel
@@ -272,12 +297,7 @@ impl PowerController {
     ///
     /// # Errors
     /// `not_privileged`.
-    pub async fn cancel(
-        &self,
-        _caller: &Caller,
-        id: &str,
-        dry_run: bool,
-    ) -> Result<CancelReply, ErrorBody> {
+    pub async fn cancel(&self, id: &str, dry_run: bool) -> Result<CancelReply, ErrorBody> {
         self.check_privileged("cancel")?;
         let argv = cancel_argv(self.inner.os);
         if dry_run || self.inner.dry_run {
@@ -490,110 +510,83 @@ mod tests {
         PowerController::new(&config, CancellationToken::new(), TaskTracker::new())
     }
 
-    fn caller() -> Caller {
-        Caller {
-            peer: "127.0.0.1:1".parse().unwrap(),
-            identity: lightsout_pki::Identity {
-                name: "alice".into(),
-                fingerprint: "ff".into(),
-                role: Some("admin".into()),
-                serial: "01".into(),
-            },
+    fn live(r: Reserved<'_>) -> Reservation<'_> {
+        match r {
+            Reserved::Live(r) => r,
+            Reserved::Rehearsal(reply) => panic!("not live: {reply:?}"),
         }
     }
 
     #[test]
-    fn a_replacement_whose_audit_fails_changes_nothing() {
+    fn a_dropped_reservation_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let power = controller(dir.path());
         let later = PowerParams {
             delay_secs: 600,
             ..Default::default()
         };
-        let (_, first) = power
-            .schedule(
-                &caller(),
-                "first",
-                PowerAction::Shutdown,
-                &later,
-                false,
-                &mut || Ok(()),
-            )
+        let first = power
+            .reserve("first", "alice", PowerAction::Shutdown, &later, false)
+            .map(live)
             .unwrap();
-        let first = first.expect("accepted, to be started");
+        let (_, first) = first.commit();
         let replace = PowerParams {
             delay_secs: 60,
             replace: true,
             ..Default::default()
         };
-        let err = power
-            .schedule(
-                &caller(),
-                "second",
-                PowerAction::Restart,
-                &replace,
-                false,
-                &mut || Err("disk full".into()),
-            )
-            .unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Internal);
-        assert!(err.message.contains("disk full"), "{}", err.message);
+        // The replacement is reserved, then its audit line fails: it is dropped.
+        drop(
+            power
+                .reserve("second", "alice", PowerAction::Restart, &replace, false)
+                .map(live)
+                .unwrap(),
+        );
         // The first action is still the pending one, and its timer was not cancelled.
         let (pending, _) = power.status();
         assert_eq!(pending.unwrap().request_id, "first");
         assert!(!first.abort.is_cancelled());
+        // Committed, the replacement takes the slot and stops the first one's timer.
+        let (_, second) = power
+            .reserve("third", "alice", PowerAction::Restart, &replace, false)
+            .map(live)
+            .unwrap()
+            .commit();
+        assert!(first.abort.is_cancelled());
+        assert!(!second.abort.is_cancelled());
+        assert_eq!(power.status().0.unwrap().request_id, "third");
     }
 
     #[test]
-    fn refusals_are_not_recorded() {
+    fn refusals_reserve_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let power = controller(dir.path());
-        let mut recorded = 0;
         let bad = PowerParams {
             message: Some("-c".into()),
             ..Default::default()
         };
-        assert!(
-            power
-                .schedule(
-                    &caller(),
-                    "bad",
-                    PowerAction::Shutdown,
-                    &bad,
-                    false,
-                    &mut || {
-                        recorded += 1;
-                        Ok(())
-                    }
-                )
-                .is_err()
-        );
+        let err = power
+            .reserve("bad", "alice", PowerAction::Shutdown, &bad, false)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest);
         let ok = PowerParams {
             delay_secs: 600,
             ..Default::default()
         };
-        let _ = power.schedule(
-            &caller(),
-            "a",
-            PowerAction::Shutdown,
-            &ok,
-            false,
-            &mut || Ok(()),
-        );
+        let _ = power
+            .reserve("a", "alice", PowerAction::Shutdown, &ok, false)
+            .map(live)
+            .unwrap()
+            .commit();
         let busy = power
-            .schedule(
-                &caller(),
-                "b",
-                PowerAction::Shutdown,
-                &ok,
-                false,
-                &mut || {
-                    recorded += 1;
-                    Ok(())
-                },
-            )
+            .reserve("b", "alice", PowerAction::Shutdown, &ok, false)
             .unwrap_err();
         assert_eq!(busy.kind, ErrorKind::Busy);
-        assert_eq!(recorded, 0, "only accepted actions need a durable line");
+        assert_eq!(busy.pending.unwrap().request_id, "a");
+        // A rehearsal never touches the slot.
+        assert!(matches!(
+            power.reserve("c", "alice", PowerAction::Shutdown, &ok, true),
+            Ok(Reserved::Rehearsal(_))
+        ));
     }
 }

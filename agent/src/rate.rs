@@ -1,4 +1,5 @@
-//! Per-connection request rate limit: a token bucket.
+//! Rate limits: the per-connection request rate (a token bucket) and the agent-wide budget
+//! of Wake-on-LAN packets.
 //!
 //! Each connection may send up to `rate` requests in a burst, then `rate` per second on
 //! average. A request over the limit is not carried out: it is answered with `busy` ("rate
@@ -52,6 +53,48 @@ impl TokenBucket {
             true
         } else {
             false
+        }
+    }
+}
+
+/// Magic packets this agent sends per [`BUDGET_WINDOW`], whoever asks: enough to wake a
+/// room of a thousand machines at once, too few for a stolen operator certificate to turn
+/// the agent into a broadcast storm (the per-connection rate limit alone would allow
+/// 100 requests × 256 MACs a second).
+pub const PACKETS_PER_WINDOW: u32 = 2048;
+/// The window of [`PACKETS_PER_WINDOW`].
+pub const BUDGET_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The agent-wide allowance of magic packets.
+#[derive(Debug)]
+pub struct WakeBudget {
+    used: std::sync::Mutex<(std::time::Instant, u32)>,
+}
+
+impl Default for WakeBudget {
+    fn default() -> Self {
+        Self {
+            used: std::sync::Mutex::new((std::time::Instant::now(), 0)),
+        }
+    }
+}
+
+impl WakeBudget {
+    /// Takes `n` packets from the current window's allowance, or none if they do not fit.
+    pub fn try_take(&self, n: usize) -> bool {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if used.0.elapsed() >= BUDGET_WINDOW {
+            *used = (std::time::Instant::now(), 0);
+        }
+        match u32::try_from(n).ok().and_then(|n| used.1.checked_add(n)) {
+            Some(total) if total <= PACKETS_PER_WINDOW => {
+                used.1 = total;
+                true
+            }
+            _ => false,
         }
     }
 }

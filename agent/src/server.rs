@@ -14,34 +14,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::dispatch::RecentReplies;
 use crate::handshakes::PendingHandshakes;
 use crate::health::HealthProbe;
 use crate::power::PowerController;
-
-/// State shared by every connection of one agent.
-pub struct Shared {
-    /// The validated configuration.
-    pub config: Config,
-    /// Pending power actions and their execution.
-    pub power: PowerController,
-    /// Health snapshots.
-    pub health: HealthProbe,
-    /// Replies to recent power requests, for at-most-once execution.
-    pub replies: RecentReplies,
-    /// The agent-wide allowance of Wake-on-LAN packets.
-    pub wake_budget: crate::cmd::wake::WakeBudget,
-    /// Cancelled when the agent stops.
-    pub stop: CancellationToken,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+use crate::rate::WakeBudget;
+use crate::replay::ReplayMemory;
+use crate::state::Shared;
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight
 /// requests finish and reply (within `limits.shutdown_grace`), and returns.
@@ -53,8 +31,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let shared = Arc::new(Shared {
         power: PowerController::new(&config, stop.clone(), tasks.clone()),
         health: HealthProbe::new(),
-        replies: RecentReplies::default(),
-        wake_budget: crate::cmd::wake::WakeBudget::default(),
+        replay: ReplayMemory::default(),
+        wake_budget: WakeBudget::default(),
         stop: stop.clone(),
         config,
     });

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::policy::PolicyFile;
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
     /// Listen address (`ADDR:PORT`, `ADDR` or `PORT`).
@@ -42,7 +42,7 @@ pub struct FileSettings {
 }
 
 /// `[tls]`: a bundle, or the three separate files.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     /// One file: this agent's certificate, the CA certificate, the key.
@@ -58,7 +58,7 @@ pub struct TlsSection {
 }
 
 /// `[audit]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
     /// The audit log file.
@@ -66,7 +66,7 @@ pub struct AuditSection {
 }
 
 /// `[limits]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     /// Connections served at once.
@@ -118,6 +118,31 @@ impl LimitsSection {
                 .max_handshakes_per_ip
                 .unwrap_or(base.max_handshakes_per_ip),
         }
+    }
+}
+
+impl FileSettings {
+    /// The keys that differ between `self` and `newer` and take effect only when the agent
+    /// restarts (everything but `[policy]` and `[tls] crl`, which a reload applies).
+    pub fn restart_needed(&self, newer: &FileSettings) -> Vec<&'static str> {
+        let tls = |t: &TlsSection| TlsSection {
+            crl: None,
+            ..t.clone()
+        };
+        [
+            ("listen", self.listen != newer.listen),
+            ("home", self.home != newer.home),
+            ("dry_run", self.dry_run != newer.dry_run),
+            ("power_command", self.power_command != newer.power_command),
+            ("log_format", self.log_format != newer.log_format),
+            ("discoverable", self.discoverable != newer.discoverable),
+            ("tls", tls(&self.tls) != tls(&newer.tls)),
+            ("audit", self.audit != newer.audit),
+            ("limits", self.limits != newer.limits),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
     }
 }
 
@@ -177,12 +202,12 @@ impl FileSettings {
             path: path.to_path_buf(),
             message,
         };
-        crate::policy::Policy::from_file(&settings.policy).map_err(invalid)?;
+        crate::policy::Policy::from_file(&settings.policy).map_err(|e| invalid(e.to_string()))?;
         settings
             .limits
             .apply(&crate::Limits::default())
             .validate()
-            .map_err(|e| invalid(format!("[limits]: {}", file_key_names(&e))))?;
+            .map_err(|e| invalid(format!("[limits]: {}", file_key_names(&e.to_string()))))?;
         let tls = &settings.tls;
         let given = [&tls.ca, &tls.cert, &tls.key]
             .iter()

@@ -31,7 +31,9 @@ pub mod wake;
 pub use frame::{FrameCodec, MAX_FRAME_LEN};
 pub use health::{Health, InterfaceMac};
 pub use power::{PowerAction, PowerPlan, TargetOs};
-pub use request::{DecodeError, PowerParams, Request, RequestEnvelope};
+pub use request::{
+    DecodeError, ParamsError, PowerParams, Request, RequestEnvelope, RequestKind, UnknownKind,
+};
 pub use response::{
     ErrorBody, ErrorKind, Outcome, PendingAction, PowerReply, Reply, Response, WakeReply,
 };

@@ -74,43 +74,136 @@ impl PowerParams {
     /// sending it and an agent can answer it with `bad_request`.
     ///
     /// # Errors
-    /// A human-readable reason when the delay is too long or the message is unsafe to show:
-    /// control characters (terminal escapes on every logged-in terminal), a leading `-` (it
-    /// would be read as an option by `shutdown`) or more than [`MAX_MESSAGE_CHARS`].
-    pub fn validate(&self) -> Result<(), String> {
+    /// A [`ParamsError`] when the delay is too long or the message is unsafe to show: a
+    /// character [`text::is_unsafe`](crate::text::is_unsafe) refuses (terminal escapes on every
+    /// logged-in terminal, bidirectional overrides that make it read differently), a leading
+    /// `-` (it would be read as an option by `shutdown`) or more than [`MAX_MESSAGE_CHARS`].
+    pub fn validate(&self) -> Result<(), ParamsError> {
         if self.delay_secs > MAX_DELAY_SECS {
-            return Err(format!(
-                "delay of {}s exceeds the maximum of {MAX_DELAY_SECS}s (7 days)",
-                self.delay_secs
-            ));
+            return Err(ParamsError::DelayTooLong {
+                delay_secs: self.delay_secs,
+            });
         }
         if let Some(message) = &self.message {
             if message.chars().count() > MAX_MESSAGE_CHARS {
-                return Err(format!(
-                    "message exceeds the maximum of {MAX_MESSAGE_CHARS} characters"
-                ));
+                return Err(ParamsError::MessageTooLong);
             }
-            if message.chars().any(char::is_control) {
-                return Err("message contains control characters".into());
+            if let Some(c) = message.chars().find(|c| crate::text::is_unsafe(*c)) {
+                return Err(ParamsError::MessageUnsafeChar { code: u32::from(c) });
             }
             if message.starts_with('-') {
-                return Err("message must not start with '-'".into());
+                return Err(ParamsError::MessageLeadingDash);
             }
         }
         Ok(())
     }
 }
 
+/// Why the parameters of a shutdown or restart are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// The delay is over [`MAX_DELAY_SECS`].
+    #[error("delay of {delay_secs}s exceeds the maximum of {MAX_DELAY_SECS}s (7 days)")]
+    DelayTooLong {
+        /// The delay asked for.
+        delay_secs: u64,
+    },
+    /// The message is over [`MAX_MESSAGE_CHARS`].
+    #[error("message exceeds the maximum of {MAX_MESSAGE_CHARS} characters")]
+    MessageTooLong,
+    /// The message holds a control character, a bidirectional override or a line separator.
+    #[error(
+        "message contains control characters or invisible formatting (U+{code:04X}); send plain text"
+    )]
+    MessageUnsafeChar {
+        /// The first such character's code point.
+        code: u32,
+    },
+    /// The message starts with `-`.
+    #[error("message must not start with '-'")]
+    MessageLeadingDash,
+}
+
 impl Request {
-    /// Stable lower-case name of the request kind, as used on the wire and in logs.
-    pub fn kind(&self) -> &'static str {
+    /// The request's kind, as named on the wire, in logs and in policies.
+    pub fn kind(&self) -> RequestKind {
         match self {
-            Request::Echo { .. } => "echo",
-            Request::Shutdown(_) => "shutdown",
-            Request::Restart(_) => "restart",
-            Request::Cancel => "cancel",
-            Request::Wake(_) => "wake",
+            Request::Echo { .. } => RequestKind::Echo,
+            Request::Shutdown(_) => RequestKind::Shutdown,
+            Request::Restart(_) => RequestKind::Restart,
+            Request::Cancel => RequestKind::Cancel,
+            Request::Wake(_) => RequestKind::Wake,
         }
+    }
+}
+
+/// The kinds of [`Request`], without their parameters: what a policy grants and an audit
+/// line names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// [`Request::Echo`].
+    Echo,
+    /// [`Request::Shutdown`].
+    Shutdown,
+    /// [`Request::Restart`].
+    Restart,
+    /// [`Request::Cancel`].
+    Cancel,
+    /// [`Request::Wake`].
+    Wake,
+}
+
+impl RequestKind {
+    /// Every kind, in wire order.
+    pub const ALL: [RequestKind; 5] = [
+        RequestKind::Echo,
+        RequestKind::Shutdown,
+        RequestKind::Restart,
+        RequestKind::Cancel,
+        RequestKind::Wake,
+    ];
+
+    /// The wire name, e.g. `shutdown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Echo => "echo",
+            RequestKind::Shutdown => "shutdown",
+            RequestKind::Restart => "restart",
+            RequestKind::Cancel => "cancel",
+            RequestKind::Wake => "wake",
+        }
+    }
+
+    /// Whether the request can take the machine down (and so is executed at most once and
+    /// rehearsed by an agent in dry-run mode). Wake runs no command on this machine.
+    pub fn takes_machine_down(self) -> bool {
+        matches!(self, RequestKind::Shutdown | RequestKind::Restart)
+    }
+}
+
+impl std::fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`RequestKind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown request kind {name:?} (known: echo, shutdown, restart, cancel, wake)")]
+pub struct UnknownKind {
+    /// The name as given.
+    pub name: String,
+}
+
+impl std::str::FromStr for RequestKind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RequestKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind { name: s.to_owned() })
     }
 }
 
@@ -171,7 +264,7 @@ impl RequestEnvelope {
         }
         let envelope: RequestEnvelope =
             serde_json::from_str(text).map_err(|source| DecodeError::Invalid { id, source })?;
-        if envelope.id.is_empty() || envelope.id.len() > MAX_ID_LEN {
+        if !is_valid_id(&envelope.id) {
             return Err(DecodeError::BadId {
                 len: envelope.id.len(),
             });
@@ -192,9 +285,20 @@ impl Probe {
         self.id
             .as_ref()
             .and_then(|v| v.as_str())
-            .filter(|s| s.len() <= MAX_ID_LEN)
+            .filter(|s| is_valid_id(s))
             .map(str::to_owned)
     }
+}
+
+/// Whether `id` is an acceptable request id: 1 to [`MAX_ID_LEN`] characters from
+/// `A-Z a-z 0-9 - _ . :` (a UUID, a ULID, `host:123`). Ids are written to logs and audit
+/// lines and echoed in replies; a narrow alphabet keeps newlines, terminal escapes and
+/// look-alike characters out of all of them.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// The request id of a frame body, when it has a readable one, without decoding the request
@@ -233,8 +337,10 @@ pub enum DecodeError {
         /// The version the sender announced.
         version: String,
     },
-    /// The request id is empty or too long.
-    #[error("request id must be 1 to {MAX_ID_LEN} bytes long, got {len}")]
+    /// The request id is empty, too long, or has a character outside the id alphabet.
+    #[error(
+        "request id must be 1 to {MAX_ID_LEN} characters from A-Z a-z 0-9 - _ . : (got {len} bytes); a UUID fits"
+    )]
     BadId {
         /// Length of the id received.
         len: usize,
@@ -337,7 +443,7 @@ mod tests {
             r#"{"version":1,"id":"w","request":{"kind":"wake","macs":["52:54:00:AA:00:01"]}}"#,
         )
         .expect("a MAC");
-        assert_eq!(env.request.kind(), "wake");
+        assert_eq!(env.request.kind(), RequestKind::Wake);
         for body in [
             r#"{"version":1,"id":"w","request":{"kind":"wake","macs":["$(reboot)"]}}"#,
             r#"{"version":1,"id":"w","request":{"kind":"wake","macs":["52:54:00:aa:00:01","lab-01"]}}"#,
@@ -447,8 +553,66 @@ mod tests {
                 message: Some("x".repeat(MAX_MESSAGE_CHARS + 1)),
                 ..Default::default()
             },
+            // Invisible formatting: a right-to-left override and a line separator.
+            PowerParams {
+                message: Some("Saving \u{202e}txt.exe".into()),
+                ..Default::default()
+            },
+            PowerParams {
+                message: Some("line\u{2028}break".into()),
+                ..Default::default()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+        let err = PowerParams {
+            message: Some("a\u{202e}b".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(err, ParamsError::MessageUnsafeChar { code: 0x202e });
+        assert!(err.to_string().contains("U+202E"), "{err}");
+    }
+
+    #[test]
+    fn request_ids_are_limited_to_a_safe_alphabet() {
+        for good in [
+            "7",
+            "dup-1",
+            "9b2f6c1e-3a4d-4b8e-9f00-0123456789ab",
+            "lab-01:42",
+            "a_b.c",
+        ] {
+            assert!(is_valid_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a\nb",
+            "x\u{1b}[2J",
+            "id with space",
+            "caf\u{e9}",
+            "a\u{202e}b",
+        ] {
+            assert!(!is_valid_id(bad), "{bad:?}");
+            let body = format!(
+                r#"{{"version":{PROTOCOL_VERSION},"id":{},"request":{{"kind":"cancel"}}}}"#,
+                serde_json::to_string(bad).unwrap()
+            );
+            let err = RequestEnvelope::decode(body.as_bytes()).unwrap_err();
+            assert!(matches!(err, DecodeError::BadId { .. }), "{bad:?}: {err}");
+            assert_eq!(err.kind(), ErrorKind::BadRequest);
+            assert_eq!(err.id(), None, "an unsafe id is never echoed back");
+        }
+        assert!(!is_valid_id(&"a".repeat(MAX_ID_LEN + 1)));
+    }
+
+    #[test]
+    fn request_kinds_round_trip_their_names() {
+        for kind in RequestKind::ALL {
+            assert_eq!(kind.as_str().parse::<RequestKind>(), Ok(kind));
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
+        }
+        assert!("reboot".parse::<RequestKind>().is_err());
     }
 }

@@ -138,23 +138,39 @@ pub struct WakeParams {
     pub port: Option<u16>,
 }
 
+/// Why the parameters of a wake request are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WakeParamsError {
+    /// No MAC address.
+    #[error("wake needs at least one MAC address")]
+    NoMac,
+    /// More than [`MAX_WAKE_MACS`].
+    #[error("{count} MAC addresses exceed the maximum of {MAX_WAKE_MACS} per request")]
+    TooManyMacs {
+        /// How many were sent.
+        count: usize,
+    },
+    /// Port 0.
+    #[error("wake port must be 1-65535")]
+    PortZero,
+}
+
 impl WakeParams {
     /// Checks the limits every agent enforces.
     ///
     /// # Errors
     /// No MAC, more than [`MAX_WAKE_MACS`], or port 0.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), WakeParamsError> {
         if self.macs.is_empty() {
-            return Err("wake needs at least one MAC address".into());
+            return Err(WakeParamsError::NoMac);
         }
         if self.macs.len() > MAX_WAKE_MACS {
-            return Err(format!(
-                "{} MAC addresses exceed the maximum of {MAX_WAKE_MACS} per request",
-                self.macs.len()
-            ));
+            return Err(WakeParamsError::TooManyMacs {
+                count: self.macs.len(),
+            });
         }
         if self.port == Some(0) {
-            return Err("wake port must be 1-65535".into());
+            return Err(WakeParamsError::PortZero);
         }
         Ok(())
     }

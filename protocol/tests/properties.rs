@@ -134,9 +134,9 @@ fn request() -> impl Strategy<Value = Request> {
     ]
 }
 
-/// Ids of 1 to 128 bytes, any characters.
+/// Ids of 1 to 128 characters from the id alphabet.
 fn request_id() -> impl Strategy<Value = String> {
-    ".{1,64}".prop_filter("id length", |id| !id.is_empty() && id.len() <= MAX_ID_LEN)
+    "[A-Za-z0-9_.:-]{1,128}".prop_filter("id length", |id| id.len() <= MAX_ID_LEN)
 }
 
 fn envelope() -> impl Strategy<Value = RequestEnvelope> {

@@ -5,12 +5,11 @@
 
 use lightsout_protocol::{Reply, Response};
 
-use crate::dispatch::Caller;
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Cancels (or rehearses cancelling) the pending action.
-pub async fn run(shared: &Shared, caller: &Caller, id: &str, dry_run: bool) -> Response {
-    match shared.power.cancel(caller, id, dry_run).await {
+pub async fn run(shared: &Shared, id: &str, dry_run: bool) -> Response {
+    match shared.power.cancel(id, dry_run).await {
         Ok(reply) => Response::ok(id, Reply::Cancel(reply)),
         Err(body) => crate::power::error_response(id, body),
     }

@@ -2,7 +2,7 @@
 
 use lightsout_protocol::{ErrorKind, Reply, Response};
 
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Answers an echo.
 pub fn run(shared: &Shared, id: &str, payload: String) -> Response {

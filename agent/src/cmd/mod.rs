@@ -1,8 +1,8 @@
-//! One module per request kind, each with the same shape: `run(shared, ...)` returns the
-//! reply (and, for power actions, the execution to start after replying).
+//! One module per request kind that runs at once, each with the same shape:
+//! `run(...) -> Response`. Shutdown and restart take the longer path of
+//! [`crate::request`]: they are reserved, audited and committed there, and executed by
+//! [`crate::power`].
 
 pub mod cancel;
 pub mod echo;
-pub mod restart;
-pub mod shutdown;
 pub mod wake;

@@ -11,57 +11,18 @@
 //! does not apply; the request's own `dry_run` flag rehearses it. No privilege is needed.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use lightsout_protocol::wake::{broadcast_socket, send_magic_packets};
 use lightsout_protocol::{ErrorKind, Reply, Response, WakeParams, WakeReply};
 use tracing::info;
 
-/// Magic packets this agent sends per [`BUDGET_WINDOW`], whoever asks: enough to wake a
-/// room of a thousand machines at once, too few for a stolen operator certificate to turn
-/// the agent into a broadcast storm (the per-connection rate limit alone would allow
-/// 100 requests × 256 MACs a second).
-pub const PACKETS_PER_WINDOW: u32 = 2048;
-/// The window of [`PACKETS_PER_WINDOW`].
-pub const BUDGET_WINDOW: Duration = Duration::from_secs(60);
-
-/// The agent-wide allowance of magic packets.
-#[derive(Debug)]
-pub struct WakeBudget {
-    used: Mutex<(Instant, u32)>,
-}
-
-impl Default for WakeBudget {
-    fn default() -> Self {
-        Self {
-            used: Mutex::new((Instant::now(), 0)),
-        }
-    }
-}
-
-impl WakeBudget {
-    /// Takes `n` packets from the current window's allowance, or none if they do not fit.
-    pub fn try_take(&self, n: usize) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-        if used.0.elapsed() >= BUDGET_WINDOW {
-            *used = (Instant::now(), 0);
-        }
-        match u32::try_from(n).ok().and_then(|n| used.1.checked_add(n)) {
-            Some(total) if total <= PACKETS_PER_WINDOW => {
-                used.1 = total;
-                true
-            }
-            _ => false,
-        }
-    }
-}
+use crate::rate::{BUDGET_WINDOW, PACKETS_PER_WINDOW, WakeBudget};
 
 /// Sends (or rehearses) the magic packets, within the agent-wide `budget`.
 pub fn run(id: &str, params: &WakeParams, dry_run: bool, budget: &WakeBudget) -> Response {
     let refuse = |kind, message: String| Response::error(Some(id.to_owned()), kind, message);
     if let Err(e) = params.validate() {
-        return refuse(ErrorKind::BadRequest, e);
+        return refuse(ErrorKind::BadRequest, e.to_string());
     }
     let (broadcast, port) = params.destination();
     if let Err((kind, e)) = check_destination(broadcast) {

@@ -1,0 +1,345 @@
+//! One request, from its frame to its action: decode, decide, remember, carry out, audit,
+//! reply, execute — in that order, each step visible in [`handle`] and [`power_path`].
+//!
+//! A power action (shutdown, restart) takes the longest path, and its order is the point:
+//! 1. **decide**: the policy allows this caller this kind of request;
+//! 2. **remember**: a request id seen before is answered from the replay memory, never
+//!    carried out twice;
+//! 3. **reserve**: privilege, limits and the pending slot are checked, and the slot is held;
+//! 4. **audit**: the action's line is written and synced — if it cannot be, the reservation is
+//!    dropped and the request refused (power actions fail closed);
+//! 5. **commit**: the reservation becomes the pending action;
+//! 6. **reply**: the controller learns the action was accepted;
+//! 7. **execute**: the agent-side timer starts, then the command runs.
+//!
+//! Everything else (echo, cancel, wake) is decided and remembered the same way, carried out
+//! at once, then audited and answered. Nothing here calls back up: data goes down, the reply
+//! goes out through the [`Replier`] the caller passes in, so a trigger without a connection
+//! can enter at "reserve" with the same guarantees.
+
+use std::future::Future;
+use std::time::Instant;
+
+use lightsout_protocol::{
+    ErrorKind, Outcome, PowerAction, PowerParams, Reply, Request, RequestEnvelope, RequestKind,
+    Response,
+};
+use tracing::{error, info, warn};
+
+use crate::audit::AuditEntry;
+use crate::cmd;
+use crate::power::Reserved;
+use crate::replay::Claim;
+use crate::state::{Caller, Shared};
+
+/// Where a request's reply goes.
+pub trait Replier {
+    /// Sends `response`. A failure to deliver is the replier's to note; the request's
+    /// handling goes on (an accepted action runs even when its reply is lost — see
+    /// [`crate::power`]).
+    fn reply(&mut self, response: Response) -> impl Future<Output = ()> + Send;
+}
+
+/// Handles one frame body from `caller`: every outcome, refusals included, is audited and
+/// answered through `replier`.
+///
+/// Never fails: a bad frame or a refusal becomes an error reply and the connection stays
+/// usable.
+pub async fn handle(shared: &Shared, caller: &Caller, body: &[u8], replier: &mut impl Replier) {
+    let started = Instant::now();
+    let mut line = AuditEntry::request(caller.peer, &caller.identity, shared.config.dry_run);
+
+    let envelope = match RequestEnvelope::decode(body) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            warn!(error = %e, kind = %e.kind(), "refused undecodable request");
+            let response = Response::error(e.id().map(str::to_owned), e.kind(), e.to_string());
+            line.request_id = e.id().map(str::to_owned);
+            line.refuse(e.to_string());
+            audit_best_effort(shared, line, &response, started);
+            return replier.reply(response).await;
+        }
+    };
+    let kind = envelope.request.kind();
+    // The agent's dry-run mode rehearses what takes machines down; wake is not affected.
+    let rehearsed = envelope.dry_run || (shared.config.dry_run && kind != RequestKind::Wake);
+    line.describe(&envelope, rehearsed);
+
+    // 1. Decide.
+    if let Err(denied) = shared
+        .config
+        .access
+        .current()
+        .policy
+        .authorize(&caller.identity, kind)
+    {
+        warn!(request_id = %envelope.id, %kind, reason = %denied, "request not allowed");
+        let response = Response::error(
+            Some(envelope.id.clone()),
+            ErrorKind::NotAllowed,
+            denied.to_string(),
+        );
+        line.refuse(denied.to_string());
+        audit_best_effort(shared, line, &response, started);
+        return replier.reply(response).await;
+    }
+    line.allow();
+
+    let RequestEnvelope {
+        id,
+        dry_run,
+        request,
+        ..
+    } = envelope;
+    match request {
+        Request::Shutdown(params) => {
+            let request = PowerRequest::new(&id, PowerAction::Shutdown, &params, dry_run);
+            power_path(shared, caller, request, line, started, replier).await;
+        }
+        Request::Restart(params) => {
+            let request = PowerRequest::new(&id, PowerAction::Restart, &params, dry_run);
+            power_path(shared, caller, request, line, started, replier).await;
+        }
+        Request::Echo { payload } => {
+            let response = cmd::echo::run(shared, &id, payload);
+            conclude(shared, line, response, started, replier).await;
+        }
+        Request::Cancel => {
+            let Some(claim) =
+                remember(shared, caller, &id, kind, &mut line, started, replier).await
+            else {
+                return;
+            };
+            let response = cmd::cancel::run(shared, &id, dry_run).await;
+            claim.finish(response.clone());
+            conclude(shared, line, response, started, replier).await;
+        }
+        Request::Wake(params) => {
+            let Some(claim) =
+                remember(shared, caller, &id, kind, &mut line, started, replier).await
+            else {
+                return;
+            };
+            let response = cmd::wake::run(&id, &params, dry_run, &shared.wake_budget);
+            claim.finish(response.clone());
+            conclude(shared, line, response, started, replier).await;
+        }
+    }
+}
+
+/// A decoded shutdown or restart.
+#[derive(Debug, Clone, Copy)]
+struct PowerRequest<'a> {
+    id: &'a str,
+    action: PowerAction,
+    params: &'a PowerParams,
+    /// The request's own rehearsal flag (the agent's dry-run mode is applied by `reserve`).
+    dry_run: bool,
+}
+
+impl<'a> PowerRequest<'a> {
+    fn new(id: &'a str, action: PowerAction, params: &'a PowerParams, dry_run: bool) -> Self {
+        Self {
+            id,
+            action,
+            params,
+            dry_run,
+        }
+    }
+}
+
+/// Steps 2 to 7 for a shutdown or restart (see the module documentation).
+async fn power_path(
+    shared: &Shared,
+    caller: &Caller,
+    request: PowerRequest<'_>,
+    mut line: AuditEntry,
+    started: Instant,
+    replier: &mut impl Replier,
+) {
+    let PowerRequest {
+        id,
+        action,
+        params,
+        dry_run,
+    } = request;
+    let kind = match action {
+        PowerAction::Shutdown => RequestKind::Shutdown,
+        PowerAction::Restart => RequestKind::Restart,
+    };
+    // 2. Remember.
+    let Some(claim) = remember(shared, caller, id, kind, &mut line, started, replier).await else {
+        return;
+    };
+    // 3 to 5 hold the pending slot locked: no await until it is committed or dropped.
+    let accepted = {
+        // 3. Reserve.
+        match shared
+            .power
+            .reserve(id, &caller.identity.name, action, params, dry_run)
+        {
+            Err(body) => Err(crate::power::error_response(id, body)),
+            Ok(Reserved::Rehearsal(reply)) => {
+                simulate_reboot_after(shared, &reply);
+                Err(Response::ok(id, power_reply(action, reply)))
+            }
+            Ok(Reserved::Live(reservation)) => {
+                // 4. Audit, synced. Its outcome is "ok": the action is accepted once it is written.
+                line.accept(started);
+                match durable(shared, &line) {
+                    Err(reason) => {
+                        drop(reservation);
+                        error!(request_id = %id, %kind, error = %reason, "audit log cannot be written: power action refused");
+                        line.refuse(format!("audit log cannot be written: {reason}"));
+                        Err(crate::power::error_response(
+                            id,
+                            lightsout_protocol::ErrorBody {
+                                kind: ErrorKind::Internal,
+                                message: format!(
+                                    "the audit log cannot be written ({reason}); power actions fail closed"
+                                ),
+                                pending: None,
+                            },
+                        ))
+                    }
+                    // 5. Commit.
+                    Ok(()) => Ok(reservation.commit()),
+                }
+            }
+        }
+    };
+    let (response, execution) = match accepted {
+        Ok((reply, execution)) => (
+            Response::ok(id, power_reply(action, reply)),
+            Some(execution),
+        ),
+        Err(response) => {
+            // Not accepted: its line is written now (best effort).
+            audit_best_effort(shared, line, &response, started);
+            (response, None)
+        }
+    };
+    claim.finish(response.clone());
+    log_result(id, kind, dry_run, &response, started);
+    // 6. Reply.
+    replier.reply(response).await;
+    // 7. Execute.
+    if let Some(execution) = execution {
+        execution.start(&shared.power);
+    }
+}
+
+fn power_reply(action: PowerAction, reply: lightsout_protocol::PowerReply) -> Reply {
+    match action {
+        PowerAction::Shutdown => Reply::Shutdown(reply),
+        PowerAction::Restart => Reply::Restart(reply),
+    }
+}
+
+/// Tests and demos only: a dry-run agent may pretend to reboot after a rehearsed restart (see
+/// [`crate::health::simulate`]). Never with a real execution: only rehearsals get here.
+fn simulate_reboot_after(shared: &Shared, reply: &lightsout_protocol::PowerReply) {
+    if let (PowerAction::Restart, Some(downtime), true) = (
+        reply.action,
+        shared.config.testing.simulate_reboot,
+        reply.dry_run && shared.config.dry_run,
+    ) {
+        shared
+            .health
+            .simulated
+            .schedule(std::time::Duration::from_secs(reply.delay_secs), downtime);
+    }
+}
+
+/// Step 2: claims `id` in the replay memory. `None` when the request was seen before (or is
+/// being carried out on another connection): it has then been audited and answered here.
+async fn remember<'a>(
+    shared: &'a Shared,
+    caller: &Caller,
+    id: &str,
+    kind: RequestKind,
+    line: &mut AuditEntry,
+    started: Instant,
+    replier: &mut impl Replier,
+) -> Option<crate::replay::InProgress<'a>> {
+    let key = (caller.identity.fingerprint.clone(), id.to_owned());
+    let (response, reason) = match shared.replay.claim(key) {
+        Claim::New(claim) => return Some(claim),
+        Claim::Answered(previous) => {
+            info!(request_id = %id, %kind, "duplicate request id: answering from memory, not executing again");
+            (
+                previous,
+                "duplicate request id: original reply returned, not executed again",
+            )
+        }
+        Claim::InProgress => {
+            warn!(request_id = %id, %kind, "duplicate request id while the original is in progress");
+            (
+                in_progress(id),
+                "duplicate request id while the original is in progress",
+            )
+        }
+    };
+    let mut line = line.clone();
+    line.reason = Some(reason.into());
+    audit_best_effort(shared, line, &response, started);
+    replier.reply(response).await;
+    None
+}
+
+/// Audits (best effort), logs and sends the reply of a request that has nothing left to run.
+async fn conclude(
+    shared: &Shared,
+    line: AuditEntry,
+    response: Response,
+    started: Instant,
+    replier: &mut impl Replier,
+) {
+    let (id, kind, dry_run) = (line.request_id.clone(), line.kind, line.dry_run);
+    audit_best_effort(shared, line, &response, started);
+    if let (Some(id), Some(kind)) = (id, kind) {
+        log_result(&id, kind, dry_run, &response, started);
+    }
+    replier.reply(response).await;
+}
+
+fn log_result(id: &str, kind: RequestKind, dry_run: bool, response: &Response, started: Instant) {
+    let elapsed_us = crate::audit::micros_since(started);
+    match &response.outcome {
+        Outcome::Ok(_) => info!(request_id = %id, %kind, dry_run, elapsed_us, "request ok"),
+        Outcome::Error(e) => {
+            warn!(request_id = %id, %kind, dry_run, error_kind = %e.kind, error = %e.message, "request refused")
+        }
+    }
+}
+
+/// Writes and syncs `line`; the reason it could not be, naming the file.
+fn durable(shared: &Shared, line: &AuditEntry) -> Result<(), String> {
+    let Some(log) = &shared.config.audit else {
+        return Ok(());
+    };
+    log.write(line, true)
+        .map_err(|e| format!("{}: {e}", log.path().display()))
+}
+
+/// Completes `line` with the outcome of `response` and writes it without waiting for the
+/// disk; a failure is logged, not returned (it must not block the request it describes).
+fn audit_best_effort(shared: &Shared, mut line: AuditEntry, response: &Response, started: Instant) {
+    let Some(log) = &shared.config.audit else {
+        return;
+    };
+    line.end(response, started);
+    log.write_best_effort(&line);
+}
+
+/// The answer to a duplicate of a request that is still being carried out.
+fn in_progress(id: &str) -> Response {
+    Response::error(
+        Some(id.to_owned()),
+        ErrorKind::Busy,
+        format!(
+            "request {id} is already being carried out (sent twice at once?); \
+             send it again for its outcome"
+        ),
+    )
+}

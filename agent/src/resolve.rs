@@ -1,0 +1,346 @@
+//! The configuration's precedence, in one place: command line > environment (clap reads
+//! `LIGHTSOUT_*` into the same [`Args`]) > configuration file > built-in defaults. The result
+//! is one validated [`Resolved`], built before the first socket opens.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lightsout_pki::{Home, PkiError, TlsFiles};
+use lightsout_protocol::DEFAULT_PORT;
+
+use crate::access::{Access, AccessError, AccessSources};
+use crate::audit::AuditLog;
+use crate::cli::Args;
+use crate::config::{Config, LimitError, Limits};
+use crate::discovery::AgentIdentity;
+use crate::settings::{FileSettings, LimitsSection};
+
+/// Everything decided from the command line, environment and file, before any I/O on the
+/// network.
+#[derive(Debug)]
+pub struct Resolved {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Whether `listen` is the default (any address, IPv4 fallback allowed).
+    pub default_listen: bool,
+    /// The home directory.
+    pub home: Home,
+    /// The agent's configuration.
+    pub config: Config,
+    /// The reloadable access state (also in `config`).
+    pub access: Arc<Access>,
+    /// The audit log (also in `config`).
+    pub audit: Arc<AuditLog>,
+    /// What `--discoverable` announces; `None` when not discoverable.
+    pub discovery: Option<AgentIdentity>,
+}
+
+/// A configuration that cannot be used; each names the option or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file cannot be read or is invalid.
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    /// The home directory cannot be found.
+    #[error("home directory: {0}")]
+    Home(#[source] PkiError),
+    /// First-run certificates cannot be created.
+    #[error("failed to set up certificates in {dir}: {source}")]
+    Certificates {
+        /// The home directory.
+        dir: PathBuf,
+        /// Why.
+        source: PkiError,
+    },
+    /// `--discoverable` needs the agent certificate's identity.
+    #[error("--discoverable: cannot read the agent certificate: {0}")]
+    Discoverable(#[source] PkiError),
+    /// The TLS files, CRL or policy cannot be loaded.
+    #[error("failed to load the agent's TLS files, CRL or policy: {0}")]
+    Access(#[from] AccessError),
+    /// The stand-in power command does not exist.
+    #[error("power command {}: no such file", .0.display())]
+    PowerCommand(PathBuf),
+    /// A limit is out of range.
+    #[error("invalid limit: {0}")]
+    Limit(#[from] LimitError),
+    /// The listen address cannot be parsed.
+    #[error(
+        "listen address {0:?} (--listen, or `listen` in the config file): expected ADDR:PORT, ADDR or PORT (e.g. 0.0.0.0:{DEFAULT_PORT})"
+    )]
+    Listen(String),
+    /// `--simulate-reboot` on an agent that would power off for real.
+    #[error("--simulate-reboot is a test facility for dry-run agents: add --dry-run")]
+    SimulateRebootNeedsDryRun,
+}
+
+/// Parses a listen address: `ADDR:PORT`, `ADDR` (default port) or `PORT` (any address).
+///
+/// # Errors
+/// [`ConfigError::Listen`].
+pub fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = s.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
+    }
+    Err(ConfigError::Listen(s.to_owned()))
+}
+
+/// The configuration file named by `--config`, or defaults.
+///
+/// # Errors
+/// The file cannot be read or is invalid.
+pub fn file_settings(args: &Args) -> Result<FileSettings, ConfigError> {
+    match &args.config {
+        Some(path) => Ok(FileSettings::load(path)?),
+        None => Ok(FileSettings::default()),
+    }
+}
+
+/// The home directory: `--home`, else the file's `home`, else the default.
+///
+/// # Errors
+/// No home directory can be determined.
+pub fn home(args: &Args, file: &FileSettings) -> Result<Home, ConfigError> {
+    Home::resolve(args.home.as_deref().or(file.home.as_deref())).map_err(ConfigError::Home)
+}
+
+/// The audit log's path: `--audit-log`, else the file's `[audit] path`, else in the home.
+pub fn audit_path(args: &Args, file: &FileSettings, home: &Home) -> PathBuf {
+    args.audit_log
+        .clone()
+        .or_else(|| file.audit.path.clone())
+        .unwrap_or_else(|| home.dir().join("audit.jsonl"))
+}
+
+fn tls_files(args: &Args, file: &FileSettings, home: &Home) -> Result<TlsFiles, ConfigError> {
+    if let Some(bundle) = &args.bundle {
+        return Ok(TlsFiles::bundle(bundle.clone()));
+    }
+    if let (Some(ca), Some(cert), Some(key)) = (&args.ca, &args.cert, &args.key) {
+        return Ok(TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    let t = &file.tls;
+    if let (Some(bundle), None) = (&t.bundle, &args.ca) {
+        return Ok(TlsFiles::bundle(bundle.clone()));
+    }
+    if let (Some(ca), Some(cert), Some(key)) = (&t.ca, &t.cert, &t.key) {
+        return Ok(TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    lightsout_pki::ca::ensure_local(home).map_err(|source| ConfigError::Certificates {
+        dir: home.dir().to_path_buf(),
+        source,
+    })?;
+    Ok(TlsFiles::agent(home))
+}
+
+fn limits(args: &Args, file: &FileSettings) -> Result<Limits, ConfigError> {
+    // Command line over file over defaults: the same section type, applied in that order.
+    let from_command_line = LimitsSection {
+        max_connections: args.max_connections,
+        handshake_timeout_secs: args.handshake_timeout,
+        idle_timeout_secs: args.idle_timeout,
+        max_frame_bytes: args.max_frame_len,
+        max_echo_payload_bytes: args.max_echo_payload,
+        shutdown_grace_secs: args.shutdown_grace,
+        max_requests_per_sec: args.max_requests_per_sec,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
+    };
+    let limits = from_command_line.apply(&file.limits.apply(&Limits::default()));
+    limits.validate()?;
+    Ok(limits)
+}
+
+impl Config {
+    /// Builds the validated configuration from the command line (and environment) and the
+    /// configuration file, in that order of precedence.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the option, key or file at fault.
+    pub fn resolve(args: &Args, file: &FileSettings) -> Result<Resolved, ConfigError> {
+        let home = home(args, file)?;
+        let tls = tls_files(args, file, &home)?;
+        let discovery = if args.discoverable || file.discoverable.unwrap_or(false) {
+            Some(AgentIdentity::from_cert_file(&tls.cert).map_err(ConfigError::Discoverable)?)
+        } else {
+            None
+        };
+        let access = Arc::new(Access::from_sources(AccessSources {
+            tls,
+            config_file: args.config.clone(),
+            crl_override: args.crl.clone(),
+            default_crl: home.crl(),
+        })?);
+        let power_command = args
+            .power_command
+            .clone()
+            .or_else(|| file.power_command.clone());
+        if let Some(cmd) = &power_command {
+            if !cmd.is_file() {
+                return Err(ConfigError::PowerCommand(cmd.clone()));
+            }
+        }
+        let audit = Arc::new(AuditLog::new(audit_path(args, file, &home)));
+        let limits = limits(args, file)?;
+        let listen_text = args.listen.clone().or_else(|| file.listen.clone());
+        let default_listen = listen_text.is_none();
+        let listen = match &listen_text {
+            Some(text) => parse_listen(text)?,
+            None => SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)),
+        };
+        let mut config = Config::new(access.current().tls.clone());
+        config.access = access.clone();
+        config.audit = Some(audit.clone());
+        config.dry_run = args.dry_run || file.dry_run.unwrap_or(false);
+        config.power_command = power_command;
+        config.limits = limits;
+        config.testing.fake_logged_in_users = args.fake_logged_in_users;
+        if args.simulate_reboot {
+            if !config.dry_run {
+                return Err(ConfigError::SimulateRebootNeedsDryRun);
+            }
+            config.testing.simulate_reboot = Some(Duration::from_millis(args.simulate_downtime_ms));
+        }
+        Ok(Resolved {
+            listen,
+            default_listen,
+            home,
+            config,
+            access,
+            audit,
+            discovery,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::path::Path;
+
+    fn args(extra: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("lightsout-agent").chain(extra.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert_eq!(parse_listen("[::1]").unwrap().port(), DEFAULT_PORT);
+        assert_eq!(parse_listen("7000").unwrap(), "[::]:7000".parse().unwrap());
+        let err = parse_listen("lab-01").unwrap_err().to_string();
+        assert!(
+            err.contains("\"lab-01\"") && err.contains("ADDR:PORT"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn command_line_outranks_the_file_which_outranks_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let file = FileSettings::parse(
+            "listen = \"127.0.0.1:7001\"\ndry_run = true\n[limits]\nmax_connections = 7\nidle_timeout_secs = 3\n[audit]\npath = \"from-file.jsonl\"\n",
+            &dir.path().join("agent.toml"),
+        )
+        .unwrap();
+        let home_arg = home.to_str().unwrap();
+        let r = Config::resolve(
+            &args(&["--home", home_arg, "--max-connections", "9"]),
+            &file,
+        )
+        .unwrap();
+        assert_eq!(
+            r.listen,
+            "127.0.0.1:7001".parse().unwrap(),
+            "file over default"
+        );
+        assert!(!r.default_listen);
+        assert!(r.config.dry_run, "file's dry_run");
+        assert_eq!(r.config.limits.max_connections, 9, "command line over file");
+        assert_eq!(r.config.limits.idle_timeout, Duration::from_secs(3), "file");
+        assert_eq!(
+            r.config.limits.max_requests_per_sec,
+            Limits::default().max_requests_per_sec,
+            "default"
+        );
+        assert_eq!(r.audit.path(), dir.path().join("from-file.jsonl"));
+        assert_eq!(r.home.dir(), Path::new(home_arg));
+
+        let r = Config::resolve(
+            &args(&[
+                "--home",
+                home_arg,
+                "--listen",
+                "127.0.0.1:7002",
+                "--audit-log",
+                "/tmp/x.jsonl",
+            ]),
+            &file,
+        )
+        .unwrap();
+        assert_eq!(r.listen, "127.0.0.1:7002".parse().unwrap());
+        assert_eq!(r.audit.path(), Path::new("/tmp/x.jsonl"));
+
+        let r = Config::resolve(&args(&["--home", home_arg]), &FileSettings::default()).unwrap();
+        assert!(r.default_listen);
+        assert_eq!(r.listen.port(), DEFAULT_PORT);
+        assert!(
+            !r.config.dry_run,
+            "the binary's default is live, not dry-run"
+        );
+        assert_eq!(r.audit.path(), home.join("audit.jsonl"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let home_arg = home.to_str().unwrap();
+        let file = FileSettings::default();
+        let err = Config::resolve(
+            &args(&["--home", home_arg, "--max-connections", "0"]),
+            &file,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max_connections"), "{err}");
+        let err = Config::resolve(
+            &args(&[
+                "--home",
+                home_arg,
+                "--power-command",
+                "/nonexistent/stand-in",
+            ]),
+            &file,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/stand-in"), "{err}");
+        let err =
+            Config::resolve(&args(&["--home", home_arg, "--simulate-reboot"]), &file).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::SimulateRebootNeedsDryRun),
+            "{err}"
+        );
+    }
+}
