@@ -1,10 +1,13 @@
 //! Power actions: the pending action, the agent-side timer, and running the command.
 //!
-//! Lifecycle of an accepted shutdown or restart:
-//! 1. [`PowerController::schedule`] checks privilege and limits, computes the argv with
-//!    [`lightsout_protocol::power::plan`] and records the action as pending.
-//! 2. The reply goes out.
-//! 3. [`Execution::start`] waits the agent-side part of the delay (under a minute), then runs
+//! Lifecycle of an accepted shutdown or restart (the steps are called in this order by
+//! `crate::request`, where the whole path reads top to bottom):
+//! 1. [`PowerController::reserve`] checks privilege and limits, computes the argv with
+//!    [`lightsout_protocol::power::plan`] and holds the pending slot;
+//! 2. the caller writes and syncs the audit line, then [`Reservation::commit`] records the
+//!    action as pending (or drops the reservation, and nothing has changed);
+//! 3. the reply goes out;
+//! 4. [`Execution::start`] waits the agent-side part of the delay (under a minute), then runs
 //!    the command — the system's `shutdown`, or the configured stand-in.
 //!
 //! An accepted action runs even when its reply could not be delivered: by then it is recorded
