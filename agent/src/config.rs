@@ -9,6 +9,7 @@ use lightsout_protocol::TargetOs;
 
 use crate::access::{Access, AccessState};
 use crate::audit::AuditLog;
+use crate::replay::ReplayMemory;
 
 /// Resource limits. Each bounds what one client, or many, can cost the agent.
 #[derive(Debug, Clone)]
@@ -126,6 +127,9 @@ pub struct Config {
     pub limits: Limits,
     /// Test and demonstration facilities; all off in production.
     pub testing: Testing,
+    /// Replies to recent power requests (at-most-once). The binary keeps it in a file in the
+    /// home directory, so that it survives a restart; [`Config::new`] keeps it in memory.
+    pub replay: Arc<ReplayMemory>,
 }
 
 /// Facilities for tests and demonstrations only (hidden command-line options, documented in
@@ -154,6 +158,7 @@ impl Config {
             target_os: TargetOs::current(),
             limits: Limits::default(),
             testing: Testing::default(),
+            replay: Arc::new(ReplayMemory::default()),
         }
     }
 }

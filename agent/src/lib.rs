@@ -20,7 +20,8 @@
 //! - `cmd`: the requests that run at once (echo, cancel, wake), one module each.
 //! - `state`: the state every request may read, and who is asking.
 //! - [`power`]: the pending action (reserved, committed), the agent-side timer, the command.
-//! - `replay`: the replay memory: replies to recent power requests (at-most-once).
+//! - [`replay`]: the replay memory: replies to recent power requests (at-most-once),
+//!   per certificate, kept across restarts.
 //! - [`audit`]: one JSON line per request; power actions fail closed without it.
 //! - [`access`]: TLS config, policy and revocations, swapped as a whole on SIGHUP.
 //! - [`policy`]: roles and per-agent narrowing: who may do what.
@@ -46,7 +47,7 @@ pub mod policy;
 pub mod power;
 pub mod privilege;
 pub(crate) mod rate;
-pub(crate) mod replay;
+pub mod replay;
 pub(crate) mod request;
 pub mod resolve;
 pub mod server;

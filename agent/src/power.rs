@@ -108,6 +108,11 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
+    /// The reply the action gets once committed.
+    pub fn reply(&self) -> &PowerReply {
+        &self.reply
+    }
+
     /// Step "commit": the reserved action replaces any pending one and becomes the pending
     /// action. Returns its reply and the execution to start once the reply is on its way.
     pub fn commit(mut self) -> (PowerReply, Execution) {

@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 use crate::audit::AuditEntry;
 use crate::cmd;
 use crate::power::Reserved;
-use crate::replay::Claim;
+use crate::replay::{Claim, InProgress};
 use crate::state::{Caller, Shared};
 
 /// Where a request's reply goes.
@@ -105,23 +105,23 @@ pub async fn handle(shared: &Shared, caller: &Caller, body: &[u8], replier: &mut
             conclude(shared, line, response, started, replier).await;
         }
         Request::Cancel => {
-            let Some(claim) =
-                remember(shared, caller, &id, kind, &mut line, started, replier).await
+            let Memory::Proceed(claim) =
+                remember(shared, caller, &id, &line, started, replier).await
             else {
                 return;
             };
             let response = cmd::cancel::run(shared, &id, dry_run).await;
-            claim.finish(response.clone());
+            finish(claim, &response);
             conclude(shared, line, response, started, replier).await;
         }
         Request::Wake(params) => {
-            let Some(claim) =
-                remember(shared, caller, &id, kind, &mut line, started, replier).await
+            let Memory::Proceed(claim) =
+                remember(shared, caller, &id, &line, started, replier).await
             else {
                 return;
             };
             let response = cmd::wake::run(&id, &params, dry_run, &shared.wake_budget);
-            claim.finish(response.clone());
+            finish(claim, &response);
             conclude(shared, line, response, started, replier).await;
         }
     }
@@ -168,7 +168,7 @@ async fn power_path(
         PowerAction::Restart => RequestKind::Restart,
     };
     // 2. Remember.
-    let Some(claim) = remember(shared, caller, id, kind, &mut line, started, replier).await else {
+    let Memory::Proceed(claim) = remember(shared, caller, id, &line, started, replier).await else {
         return;
     };
     // 3 to 5 hold the pending slot locked: no await until it is committed or dropped.
@@ -184,9 +184,17 @@ async fn power_path(
                 Err(Response::ok(id, power_reply(action, reply)))
             }
             Ok(Reserved::Live(reservation)) => {
-                // 4. Audit, synced. Its outcome is "ok": the action is accepted once it is written.
+                // 4. Audit, synced, and remember across restarts, synced. The line's outcome
+                // is "ok": the action is accepted once both are written.
                 line.accept(started);
-                match durable(shared, &line) {
+                let accepted = Response::ok(id, power_reply(action, reservation.reply().clone()));
+                let written = durable(shared, &line).and_then(|()| match &claim {
+                    Some(claim) => claim
+                        .persist(&accepted)
+                        .map_err(|e| format!("replay memory: {e}")),
+                    None => Ok(()),
+                });
+                match written {
                     Err(reason) => {
                         drop(reservation);
                         error!(request_id = %id, %kind, error = %reason, "audit log cannot be written: power action refused");
@@ -219,7 +227,7 @@ async fn power_path(
             (response, None)
         }
     };
-    claim.finish(response.clone());
+    finish(claim, &response);
     log_result(id, kind, dry_run, &response, started);
     // 6. Reply.
     replier.reply(response).await;
@@ -251,40 +259,72 @@ fn simulate_reboot_after(shared: &Shared, reply: &lightsout_protocol::PowerReply
     }
 }
 
-/// Step 2: claims `id` in the replay memory. `None` when the request was seen before (or is
-/// being carried out on another connection): it has then been audited and answered here.
+/// What step 2 decided.
+enum Memory<'a> {
+    /// Carry the request out, then finish the claim with its reply. No claim for a
+    /// rehearsal: it changes nothing, so it is not remembered (and cannot fill the memory).
+    Proceed(Option<InProgress<'a>>),
+    /// Answered (from memory, or refused because the memory is full): nothing more to do.
+    Done,
+}
+
+/// Step 2: claims the request in the replay memory, unless `line` says it is a rehearsal.
+/// A request seen before (or being carried out on another connection, or over the memory's
+/// capacity) is audited and answered here.
 async fn remember<'a>(
     shared: &'a Shared,
     caller: &Caller,
     id: &str,
-    kind: RequestKind,
-    line: &mut AuditEntry,
+    line: &AuditEntry,
     started: Instant,
     replier: &mut impl Replier,
-) -> Option<crate::replay::InProgress<'a>> {
+) -> Memory<'a> {
+    if line.dry_run {
+        return Memory::Proceed(None);
+    }
+    let kind = line.kind.map_or("request", RequestKind::as_str);
     let key = (caller.identity.fingerprint.clone(), id.to_owned());
     let (response, reason) = match shared.replay.claim(key) {
-        Claim::New(claim) => return Some(claim),
+        Claim::New(claim) => return Memory::Proceed(Some(claim)),
         Claim::Answered(previous) => {
-            info!(request_id = %id, %kind, "duplicate request id: answering from memory, not executing again");
+            info!(request_id = %id, kind, "duplicate request id: answering from memory, not executing again");
             (
                 previous,
-                "duplicate request id: original reply returned, not executed again",
+                "duplicate request id: original reply returned, not executed again".to_owned(),
             )
         }
         Claim::InProgress => {
-            warn!(request_id = %id, %kind, "duplicate request id while the original is in progress");
+            warn!(request_id = %id, kind, "duplicate request id while the original is in progress");
             (
                 in_progress(id),
-                "duplicate request id while the original is in progress",
+                "duplicate request id while the original is in progress".to_owned(),
+            )
+        }
+        Claim::Full { retry_after_secs } => {
+            warn!(request_id = %id, kind, retry_after_secs, "replay memory full for this certificate: refused");
+            let message = format!(
+                "this agent remembers at most {} requests per certificate for {} minutes, so that none runs twice, and yours is full; this request was not carried out — send it again in {retry_after_secs}s",
+                crate::replay::PER_IDENTITY,
+                crate::replay::WINDOW.as_secs() / 60
+            );
+            (
+                Response::error(Some(id.to_owned()), ErrorKind::Busy, message.clone()),
+                message,
             )
         }
     };
     let mut line = line.clone();
-    line.reason = Some(reason.into());
+    line.refuse(reason);
     audit_best_effort(shared, line, &response, started);
     replier.reply(response).await;
-    None
+    Memory::Done
+}
+
+/// Remembers `response` as the reply to a claimed request.
+fn finish(claim: Option<InProgress<'_>>, response: &Response) {
+    if let Some(claim) = claim {
+        claim.finish(response.clone());
+    }
 }
 
 /// Audits (best effort), logs and sends the reply of a request that has nothing left to run.

@@ -15,6 +15,10 @@ use crate::audit::AuditLog;
 use crate::cli::Args;
 use crate::config::{Config, LimitError, Limits};
 use crate::discovery::AgentIdentity;
+use crate::replay::ReplayMemory;
+
+/// The replay memory's file, in the home directory.
+pub const REPLAY_FILE: &str = "replay.jsonl";
 use crate::settings::{FileSettings, LimitsSection};
 
 /// Everything decided from the command line, environment and file, before any I/O on the
@@ -196,6 +200,12 @@ impl Config {
             }
         }
         let audit = Arc::new(AuditLog::new(audit_path(args, file, &home)));
+        let replay_path = home.dir().join(REPLAY_FILE);
+        let replay = ReplayMemory::open(&replay_path).unwrap_or_else(|e| {
+            tracing::error!(path = %replay_path.display(), error = %e,
+                "cannot use the replay memory's file: power actions will be refused until it is fixed and the agent restarted");
+            ReplayMemory::unusable(&replay_path, &e)
+        });
         let limits = limits(args, file)?;
         let listen_text = args.listen.clone().or_else(|| file.listen.clone());
         let default_listen = listen_text.is_none();
@@ -209,6 +219,7 @@ impl Config {
         config.dry_run = args.dry_run || file.dry_run.unwrap_or(false);
         config.power_command = power_command;
         config.limits = limits;
+        config.replay = Arc::new(replay);
         config.testing.fake_logged_in_users = args.fake_logged_in_users;
         if args.simulate_reboot {
             if !config.dry_run {

@@ -18,7 +18,6 @@ use crate::handshakes::PendingHandshakes;
 use crate::health::HealthProbe;
 use crate::power::PowerController;
 use crate::rate::WakeBudget;
-use crate::replay::ReplayMemory;
 use crate::state::Shared;
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight
@@ -31,7 +30,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let shared = Arc::new(Shared {
         power: PowerController::new(&config, stop.clone(), tasks.clone()),
         health: HealthProbe::new(),
-        replay: ReplayMemory::default(),
+        replay: config.replay.clone(),
         wake_budget: WakeBudget::default(),
         stop: stop.clone(),
         config,

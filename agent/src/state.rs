@@ -22,7 +22,7 @@ pub struct Shared {
     /// Health snapshots.
     pub health: HealthProbe,
     /// Replies to recent power requests, so that none is executed twice.
-    pub replay: ReplayMemory,
+    pub replay: std::sync::Arc<ReplayMemory>,
     /// The agent-wide allowance of Wake-on-LAN packets.
     pub wake_budget: WakeBudget,
     /// Cancelled when the agent stops.
