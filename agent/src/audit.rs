@@ -72,6 +72,9 @@ pub enum Event {
     Request,
     /// A refused TLS handshake (no identity).
     Handshake,
+    /// Requests of one connection refused by its rate limit, counted in the reason: one
+    /// line per connection at least once a minute and at its end, not one per request.
+    RateLimit,
 }
 
 /// Whether the agent let a request through (policy, replay memory, limits).
@@ -384,6 +387,7 @@ pub fn format_entry(e: &AuditEntry) -> String {
         (Some(kind), _) => kind.as_str(),
         (None, Event::Request) => "request",
         (None, Event::Handshake) => "handshake",
+        (None, Event::RateLimit) => "rate_limit",
     };
     let decision = match e.decision {
         Decision::Allowed => "allowed",

@@ -98,6 +98,16 @@ pub struct Args {
     /// closed at once [default: 16].
     #[arg(long, value_name = "N")]
     pub max_handshakes_per_ip: Option<usize>,
+    /// UDP ports this agent sends Wake-on-LAN packets to when relaying, comma-separated
+    /// [default: 7,9, the standard Wake-on-LAN ports]. Any other port is refused, so a
+    /// certificate that may wake cannot aim packets at other UDP services.
+    #[arg(
+        long,
+        value_name = "PORTS",
+        value_delimiter = ',',
+        env = "LIGHTSOUT_WAKE_PORTS"
+    )]
+    pub wake_ports: Option<Vec<u16>>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 10].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,

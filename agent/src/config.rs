@@ -106,6 +106,9 @@ pub struct LimitError {
     pub message: String,
 }
 
+/// The standard Wake-on-LAN ports: echo (7) and discard (9).
+pub const DEFAULT_WAKE_PORTS: [u16; 2] = [7, 9];
+
 /// Everything the agent needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -127,6 +130,8 @@ pub struct Config {
     pub limits: Limits,
     /// Test and demonstration facilities; all off in production.
     pub testing: Testing,
+    /// UDP ports a relayed wake may be sent to (default [`DEFAULT_WAKE_PORTS`]).
+    pub wake_ports: Vec<u16>,
     /// Replies to recent power requests (at-most-once). The binary keeps it in a file in the
     /// home directory, so that it survives a restart; [`Config::new`] keeps it in memory.
     pub replay: Arc<ReplayMemory>,
@@ -159,6 +164,7 @@ impl Config {
             limits: Limits::default(),
             testing: Testing::default(),
             replay: Arc::new(ReplayMemory::default()),
+            wake_ports: DEFAULT_WAKE_PORTS.to_vec(),
         }
     }
 }

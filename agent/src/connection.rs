@@ -12,7 +12,9 @@ use std::sync::Arc;
 use futures_util::{SinkExt, StreamExt};
 use lightsout_pki::tls::{Identity, identity};
 use lightsout_protocol::frame::is_frame_too_large;
-use lightsout_protocol::{ErrorKind, FrameCodec, Response};
+use lightsout_protocol::request::peek_id;
+use lightsout_protocol::{ErrorKind, FrameCodec, Outcome, Response};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -20,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::audit::{AuditEntry, AuditOutcome, Event};
 use crate::handshakes::HandshakeSlot;
 use crate::rate::TokenBucket;
 use crate::request::{self, Replier};
@@ -31,13 +34,71 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The answer to a request over the connection's rate limit: `busy`, nothing carried out.
 fn rate_limited(body: &[u8], per_sec: u32) -> Response {
     Response::error(
-        lightsout_protocol::request::peek_id(body),
+        peek_id(body),
         ErrorKind::Busy,
         format!(
             "rate limit: at most {per_sec} requests per second on one connection; \
              this request was not carried out, send it again later"
         ),
     )
+}
+
+/// Requests of one connection refused by the rate limit and not yet written to the audit
+/// log. A flood is summarised rather than written line by line (the disk must not fill),
+/// at least once a minute and when the connection ends, so that nothing refused is missing
+/// from the log.
+struct RateLimitTally {
+    count: u64,
+    since: Instant,
+}
+
+/// How often a connection over its rate limit writes its summary line.
+const RATE_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+impl RateLimitTally {
+    fn new() -> Self {
+        Self {
+            count: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn is_due(&self) -> bool {
+        self.count > 0 && self.since.elapsed() >= RATE_SUMMARY_EVERY
+    }
+
+    /// Writes the summary line, if any request was refused since the last one.
+    fn write(&mut self, shared: &Shared, caller: &Caller, per_sec: u32) {
+        if self.count > 0 {
+            if let Some(log) = &shared.config.audit {
+                let mut line = AuditEntry::request(caller.peer, &caller.identity, false);
+                line.event = Event::RateLimit;
+                line.refuse(format!(
+                    "{} requests refused by the rate limit (at most {per_sec} per second on one connection)",
+                    self.count
+                ));
+                line.outcome = AuditOutcome::Error(ErrorKind::Busy);
+                log.write_best_effort(&line);
+            }
+            warn!(refused = self.count, "requests refused by the rate limit");
+        }
+        *self = Self::new();
+    }
+}
+
+/// Audits a request refused before it reached the request path (revoked certificate,
+/// oversized frame): the request's id and kind when they can be read.
+fn audit_refusal(shared: &Shared, caller: &Caller, body: Option<&[u8]>, reply: &Response) {
+    let Some(log) = &shared.config.audit else {
+        return;
+    };
+    let mut line = AuditEntry::request(caller.peer, &caller.identity, shared.config.dry_run);
+    line.request_id = body.and_then(peek_id);
+    if let Outcome::Error(e) = &reply.outcome {
+        line.refuse(e.message.clone());
+    }
+    line.outcome = AuditOutcome::of(reply);
+    log.write_best_effort(&line);
 }
 
 /// The reply as one frame body, or an error reply when it would not fit in a frame.
@@ -142,13 +203,15 @@ pub async fn serve(
         Some(cert) => identity(cert),
         None => return,
     };
-    let span = info_span!("conn", %peer, identity = %who.name);
+    // A certificate's name is text its holder chose: never raw into a log line.
+    let span = info_span!("conn", %peer, identity = %lightsout_protocol::text::sanitize(&who.name));
     async move {
         info!(fingerprint = %who.fingerprint, role = who.role.as_deref().unwrap_or("-"), "client connected");
         let caller = Caller { peer, identity: who };
         let mut framed = Framed::new(tls, FrameCodec::with_max_len(limits.max_frame_len));
         let mut served = 0u64;
         let mut bucket = TokenBucket::per_second(limits.max_requests_per_sec);
+        let mut over_rate = RateLimitTally::new();
         loop {
             let next = tokio::select! {
                 biased;
@@ -170,6 +233,7 @@ pub async fn serve(
                         ErrorKind::BadRequest,
                         format!("frame exceeds the maximum of {} bytes", limits.max_frame_len),
                     );
+                    audit_refusal(&shared, &caller, None, &reply);
                     let _ = timeout(CLOSE_TIMEOUT, framed.send(reply.to_bytes())).await;
                     break;
                 }
@@ -181,11 +245,19 @@ pub async fn serve(
             if shared.config.access.current().is_revoked(&caller.identity) {
                 // Revoked after this connection was opened (CRL reloaded): no more requests.
                 warn!("certificate revoked since the connection opened: closing");
-                let reply = Response::error(None, ErrorKind::NotAllowed, "your certificate has been revoked");
+                let reply = Response::error(
+                    peek_id(&body),
+                    ErrorKind::NotAllowed,
+                    "your certificate has been revoked; this request was not carried out",
+                );
+                audit_refusal(&shared, &caller, Some(&body), &reply);
                 let _ = timeout(CLOSE_TIMEOUT, framed.send(reply.to_bytes())).await;
                 break;
             }
             served += 1;
+            if over_rate.is_due() {
+                over_rate.write(&shared, &caller, limits.max_requests_per_sec);
+            }
             let mut replier = FrameReplier {
                 framed: &mut framed,
                 limits: &limits,
@@ -195,6 +267,7 @@ pub async fn serve(
                 request::handle(&shared, &caller, &body, &mut replier).await;
             } else {
                 debug!("over the request rate limit");
+                over_rate.count += 1;
                 replier
                     .reply(rate_limited(&body, limits.max_requests_per_sec))
                     .await;
@@ -203,6 +276,7 @@ pub async fn serve(
                 break;
             }
         }
+        over_rate.write(&shared, &caller, limits.max_requests_per_sec);
         let _ = timeout(CLOSE_TIMEOUT, framed.get_mut().shutdown()).await;
         debug!(requests = served, "client disconnected");
     }

@@ -52,10 +52,13 @@ pub async fn handle(shared: &Shared, caller: &Caller, body: &[u8], replier: &mut
     let envelope = match RequestEnvelope::decode(body) {
         Ok(envelope) => envelope,
         Err(e) => {
-            warn!(error = %e, kind = %e.kind(), "refused undecodable request");
-            let response = Response::error(e.id().map(str::to_owned), e.kind(), e.to_string());
+            // serde's message quotes what was sent (an unknown kind, a field name): made safe
+            // here, once, for the log, the audit line and the reply alike.
+            let message = lightsout_protocol::text::sanitize(&e.to_string());
+            warn!(error = %message, kind = %e.kind(), "refused undecodable request");
+            let response = Response::error(e.id().map(str::to_owned), e.kind(), message.clone());
             line.request_id = e.id().map(str::to_owned);
-            line.refuse(e.to_string());
+            line.refuse(message);
             audit_best_effort(shared, line, &response, started);
             return replier.reply(response).await;
         }
@@ -120,7 +123,13 @@ pub async fn handle(shared: &Shared, caller: &Caller, body: &[u8], replier: &mut
             else {
                 return;
             };
-            let response = cmd::wake::run(&id, &params, dry_run, &shared.wake_budget);
+            let response = cmd::wake::run(
+                &id,
+                &params,
+                dry_run,
+                &shared.config.wake_ports,
+                &shared.wake_budget,
+            );
             finish(claim, &response);
             conclude(shared, line, response, started, replier).await;
         }

@@ -67,6 +67,9 @@ pub enum ConfigError {
     /// The stand-in power command does not exist.
     #[error("power command {}: no such file", .0.display())]
     PowerCommand(PathBuf),
+    /// `--wake-ports` lists no port, or port 0.
+    #[error("--wake-ports: list at least one port, each 1-65535 (the standard ones are 7 and 9)")]
+    WakePorts,
     /// A limit is out of range.
     #[error("invalid limit: {0}")]
     Limit(#[from] LimitError),
@@ -220,6 +223,12 @@ impl Config {
         config.power_command = power_command;
         config.limits = limits;
         config.replay = Arc::new(replay);
+        if let Some(ports) = args.wake_ports.clone().or_else(|| file.wake.ports.clone()) {
+            if ports.is_empty() || ports.contains(&0) {
+                return Err(ConfigError::WakePorts);
+            }
+            config.wake_ports = ports;
+        }
         config.testing.fake_logged_in_users = args.fake_logged_in_users;
         if args.simulate_reboot {
             if !config.dry_run {

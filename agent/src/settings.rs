@@ -39,6 +39,17 @@ pub struct FileSettings {
     /// Who may do what.
     #[serde(default)]
     pub policy: PolicyFile,
+    /// Relaying Wake-on-LAN packets.
+    #[serde(default)]
+    pub wake: WakeSection,
+}
+
+/// `[wake]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WakeSection {
+    /// UDP ports magic packets may be sent to (default 7 and 9).
+    pub ports: Option<Vec<u16>>,
 }
 
 /// `[tls]`: a bundle, or the three separate files.
@@ -139,6 +150,7 @@ impl FileSettings {
             ("tls", tls(&self.tls) != tls(&newer.tls)),
             ("audit", self.audit != newer.audit),
             ("limits", self.limits != newer.limits),
+            ("wake", self.wake != newer.wake),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -208,6 +220,17 @@ impl FileSettings {
             .apply(&crate::Limits::default())
             .validate()
             .map_err(|e| invalid(format!("[limits]: {}", file_key_names(&e.to_string()))))?;
+        if settings
+            .wake
+            .ports
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.contains(&0))
+        {
+            return Err(invalid(
+                "wake.ports: list at least one port, each 1-65535 (the standard ones are 7 and 9)"
+                    .into(),
+            ));
+        }
         let tls = &settings.tls;
         let given = [&tls.ca, &tls.cert, &tls.key]
             .iter()

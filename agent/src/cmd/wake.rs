@@ -5,7 +5,9 @@
 //! and a port, and the agent sends only to addresses that are broadcasts of its own networks:
 //! the limited broadcast `255.255.255.255`, the directed broadcast of one of its IPv4
 //! networks, or loopback (harmless; used by tests). A fixed 102-byte packet per MAC to a
-//! broadcast address is all it can be made to send.
+//! broadcast address is all it can be made to send, and only to the standard Wake-on-LAN
+//! ports (7 and 9) unless the agent's configuration allows others (`[wake] ports`): a
+//! certificate that may wake cannot aim packets at other UDP services.
 //!
 //! Waking machines runs no command and takes no machine down, so the agent's dry-run mode
 //! does not apply; the request's own `dry_run` flag rehearses it. No privilege is needed.
@@ -18,13 +20,29 @@ use tracing::info;
 
 use crate::rate::{BUDGET_WINDOW, PACKETS_PER_WINDOW, WakeBudget};
 
-/// Sends (or rehearses) the magic packets, within the agent-wide `budget`.
-pub fn run(id: &str, params: &WakeParams, dry_run: bool, budget: &WakeBudget) -> Response {
+/// Sends (or rehearses) the magic packets to one of `ports`, within the agent-wide `budget`.
+pub fn run(
+    id: &str,
+    params: &WakeParams,
+    dry_run: bool,
+    ports: &[u16],
+    budget: &WakeBudget,
+) -> Response {
     let refuse = |kind, message: String| Response::error(Some(id.to_owned()), kind, message);
     if let Err(e) = params.validate() {
         return refuse(ErrorKind::BadRequest, e.to_string());
     }
     let (broadcast, port) = params.destination();
+    if !ports.contains(&port) {
+        let allowed: Vec<String> = ports.iter().map(ToString::to_string).collect();
+        return refuse(
+            ErrorKind::BadRequest,
+            format!(
+                "port {port} is not a Wake-on-LAN port this agent sends to ({}); an administrator can allow others with [wake] ports in the agent's configuration",
+                allowed.join(", ")
+            ),
+        );
+    }
     if let Err((kind, e)) = check_destination(broadcast) {
         return refuse(kind, e);
     }
@@ -139,7 +157,7 @@ mod tests {
             broadcast: Some(Ipv4Addr::new(192, 0, 2, 1)),
             port: None,
         };
-        match run("w1", &params, true, &WakeBudget::default()).outcome {
+        match run("w1", &params, true, &[9], &WakeBudget::default()).outcome {
             lightsout_protocol::Outcome::Error(e) => assert_eq!(e.kind, ErrorKind::BadRequest),
             other => panic!("{other:?}"),
         }
@@ -147,13 +165,37 @@ mod tests {
             broadcast: Some(Ipv4Addr::LOCALHOST),
             ..params
         };
-        match run("w2", &params, true, &WakeBudget::default()).outcome {
+        match run("w2", &params, true, &[9], &WakeBudget::default()).outcome {
             lightsout_protocol::Outcome::Ok(Reply::Wake(w)) => {
                 assert!(w.dry_run);
                 assert_eq!((w.broadcast, w.port), (Ipv4Addr::LOCALHOST, 9));
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn only_the_allowed_ports() {
+        let params = WakeParams {
+            macs: vec!["52:54:00:00:00:01".parse().unwrap()],
+            broadcast: Some(Ipv4Addr::LOCALHOST),
+            port: Some(53),
+        };
+        match run("w4", &params, true, &[7, 9], &WakeBudget::default()).outcome {
+            lightsout_protocol::Outcome::Error(e) => {
+                assert_eq!(e.kind, ErrorKind::BadRequest);
+                assert!(
+                    e.message.contains("port 53") && e.message.contains("7, 9"),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run("w5", &params, true, &[53], &WakeBudget::default()).outcome,
+            lightsout_protocol::Outcome::Ok(_)
+        ));
     }
 
     #[test]
@@ -168,7 +210,7 @@ mod tests {
             broadcast: Some(Ipv4Addr::LOCALHOST),
             port: None,
         };
-        match run("w3", &params, false, &budget).outcome {
+        match run("w3", &params, false, &[9], &budget).outcome {
             lightsout_protocol::Outcome::Error(e) => {
                 assert_eq!(e.kind, ErrorKind::Busy);
                 assert!(e.message.contains("wake rate limit"), "{}", e.message);
