@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lightsout_tests::{AgentProcess, Lab};
 use tokio::io::AsyncWriteExt;
 
-use crate::rig::*;
+use lightsout_tests::*;
 
 /// Runs the controller with `args` and returns (success, parsed --json document).
 fn controller_json(lab: &Lab, args: &[&str]) -> (bool, serde_json::Value) {
@@ -42,18 +42,6 @@ fn echo_eventually(lab: &Lab, target: &str) -> Duration {
             "agent not serving again within {PATIENCE:?}: {doc}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until `log` has a line equal to `line`.
-fn wait_for_line(log: &std::path::Path, line: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !log_lines(log).iter().any(|l| l == line) {
-        assert!(
-            Instant::now() < deadline,
-            "{line:?} never appeared in the log"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -101,14 +89,14 @@ async fn stopping_does_not_wait_for_handshakes_or_idle_clients() {
     let mut slowloris = tcp(agent.addr).await;
     slowloris.write_all(&client_hello(&lab)).await.unwrap();
     let mut silent = tcp(agent.addr).await;
-    let mut idle = conn(&lab, agent.addr).await;
-    assert_usable(&mut idle).await;
+    let mut idle = RawClient::connect(&lab, agent.addr).await;
+    idle.assert_usable().await;
     let took = agent.stop().await;
     // Nothing in flight: the stop is immediate, not the 60 s of any timeout or grace.
     assert!(took < PATIENCE / 2, "stop took {took:?}");
     expect_closed(&mut slowloris, PATIENCE).await;
     expect_closed(&mut silent, PATIENCE).await;
-    expect_closed(idle.get_mut(), PATIENCE).await;
+    expect_closed(idle.stream(), PATIENCE).await;
 }
 
 #[test]

@@ -11,14 +11,13 @@
 //! passes without running.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lightsout_pki::{CertKind, IssueOptions};
 use lightsout_tests::{AgentProcess, Lab, bin};
 
-use crate::rig::{PATIENCE, log_lines, slow_stand_in};
+use lightsout_tests::{PATIENCE, log_lines, slow_stand_in, wait_for_line};
 
 /// Two namespaces and the veth pair between them; all deleted on drop.
 struct Netns {
@@ -159,14 +158,6 @@ fn host_result(out: &Output) -> serde_json::Value {
         )
     });
     doc["results"][0].clone()
-}
-
-fn wait_for_line(log: &Path, line: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !log_lines(log).iter().any(|l| l == line) {
-        assert!(Instant::now() < deadline, "{line:?} never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn assert_timeout(out: &Output, elapsed: Duration, deadline: Duration) {

@@ -13,7 +13,7 @@ use lightsout_protocol::ErrorKind;
 use lightsout_tests::Lab;
 use tokio::io::AsyncWriteExt;
 
-use crate::rig::*;
+use lightsout_tests::*;
 
 /// Growth allowed over the idle agent's resident memory. Generous: the point is "bounded",
 /// not a figure (a leak or a buffered 4 GiB frame would be far beyond it).
@@ -53,10 +53,10 @@ async fn memory_stays_bounded_under_floods() {
     wait_sockets(pid, sockets + 10, false).await;
 
     // A peer announcing a 4 GiB frame: refused from the header, nothing buffered.
-    let mut c = conn(&lab, agent.addr).await;
-    write_raw(c.get_mut(), &header(u32::MAX)).await;
-    c.get_mut().write_all(&[b'x'; 16 * 1024]).await.ok();
-    let response = read_response(&mut c).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
+    c.send_raw(&header(u32::MAX)).await;
+    c.stream().write_all(&[b'x'; 16 * 1024]).await.ok();
+    let response = c.response().await;
     assert_error(&response, ErrorKind::BadRequest, "exceeds the maximum");
     figures.push(("after a 4 GiB frame header", rss_kib(pid)));
 
