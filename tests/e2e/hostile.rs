@@ -526,12 +526,8 @@ async fn a_tls_1_2_client_is_refused() {
 /// The same with a real TLS 1.2 client, when `openssl` is installed (`.ci/run` installs it).
 #[test]
 fn openssl_s_client_tls_1_2_is_refused() {
-    if std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: openssl is not installed");
+    if !have("openssl", "version") {
+        skip_missing("openssl", ".ci/run installs it");
         return;
     }
     let lab = Lab::new();

@@ -67,7 +67,7 @@ pub fn skip_missing(tool: &str, reason: &str) {
     let reason = format!("{tool} is not installed ({reason})");
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and {reason}: .ci/run installs it, so this test must run"
+        "CI=true and {reason}: in CI this test must run, not skip"
     );
     skip(&reason);
 }
@@ -78,4 +78,18 @@ pub fn have(program: &str, arg: &str) -> bool {
         .arg(arg)
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Whether this machine can create network namespaces (root and `ip` from iproute2); when it
+/// cannot, says why with [`skip`] or [`skip_missing`] and the caller returns.
+pub fn can_make_netns() -> bool {
+    if !running_as_root() {
+        skip("not root: network namespaces need root");
+        return false;
+    }
+    if !have("ip", "-V") {
+        skip_missing("`ip` (iproute2)", ".ci/run installs iproute2");
+        return false;
+    }
+    true
 }
