@@ -11,30 +11,13 @@ use tokio::io::AsyncWriteExt;
 
 use lightsout_tests::*;
 
-/// Runs the controller with `args` and returns (success, parsed --json document).
-fn controller_json(lab: &Lab, args: &[&str]) -> (bool, serde_json::Value) {
-    let out = lab
-        .controller_cmd()
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), doc)
-}
-
 /// Echoes through the real controller until it succeeds; panics after [`PATIENCE`].
 fn echo_eventually(lab: &Lab, target: &str) -> Duration {
     let started = Instant::now();
     loop {
-        let (ok, doc) = controller_json(lab, &["--timeout", "3s", "echo", target]);
-        if ok {
+        let run = lab.lightsout(&["--json", "--timeout", "3s", "echo", target]);
+        let doc = run.json();
+        if run.code == Some(0) {
             return started.elapsed();
         }
         assert!(
@@ -43,10 +26,6 @@ fn echo_eventually(lab: &Lab, target: &str) -> Duration {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn is_alive(agent: &mut AgentProcess) -> bool {
-    agent.child.try_wait().unwrap().is_none()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +106,7 @@ fn a_controller_killed_mid_request_leaves_the_agent_serving() {
     // freed and the next controller is served.
     echo_eventually(&lab, &agent.target());
     assert_eq!(log_lines(&log), ["start -c", "done -c"]);
-    assert!(is_alive(&mut agent));
+    assert!(agent.is_running());
 }
 
 #[test]
