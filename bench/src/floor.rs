@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lightsout_pki::{Home, TlsFiles};
-use lightsout_protocol::{Request, RequestEnvelope};
+use lightsout_protocol::RequestEnvelope;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -38,14 +38,7 @@ const SERVER_REPLY: &[u8] = br#"{"version":1,"id":null,"outcome":{"ok":{"kind":"
 
 /// A length-prefixed echo request, the one `lightsout echo` sends (with a fixed id).
 pub fn echo_frame() -> Vec<u8> {
-    let body = RequestEnvelope::new(
-        "00000000-0000-4000-8000-000000000000",
-        false,
-        Request::Echo {
-            payload: "ping".into(),
-        },
-    )
-    .to_bytes();
+    let body = RequestEnvelope::echo("00000000-0000-4000-8000-000000000000", "ping").to_bytes();
     frame(&body)
 }
 
@@ -304,7 +297,10 @@ mod tests {
         let mut reader = &bytes[..];
         let body = read_frame(&mut reader).await.unwrap().unwrap();
         let envelope = RequestEnvelope::decode(&body).unwrap();
-        assert!(matches!(envelope.request, Request::Echo { .. }));
+        assert!(matches!(
+            envelope.request,
+            lightsout_protocol::Request::Echo { .. }
+        ));
         assert!(read_frame(&mut reader).await.unwrap().is_none());
     }
 

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use lightsout_controller::{Client, Target};
-use lightsout_pki::Home;
-use lightsout_protocol::{Request, RequestEnvelope};
+use lightsout_protocol::RequestEnvelope;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
@@ -155,9 +154,10 @@ impl Bins {
     }
 }
 
-/// The temporary lab: one home with the certificates, a log directory, the client config.
+/// The temporary lab: the tests' lab (one home with the certificates), a log directory, the
+/// client config.
 struct Lab {
-    _dir: tempfile::TempDir,
+    tests: lightsout_tests::Lab,
     home: PathBuf,
     logs: PathBuf,
     tls: Arc<ClientConfig>,
@@ -166,19 +166,16 @@ struct Lab {
 
 impl Lab {
     fn new() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("lightsout-bench-")
-            .tempdir()?;
-        procs::register_scratch(dir.path());
-        let home = dir.path().join("home");
-        let logs = dir.path().join("logs");
-        std::fs::create_dir_all(&logs)?;
         // Once, before any agent starts: they all find the files and create nothing.
-        lightsout_pki::ca::ensure_local(&Home::at(&home)).context("failed to create the lab")?;
+        let tests = lightsout_tests::Lab::new();
+        procs::register_scratch(tests.dir.path());
+        let home = tests.home.dir().to_path_buf();
+        let logs = tests.dir.path().join("logs");
+        std::fs::create_dir_all(&logs)?;
         Ok(Self {
-            tls: floor::client_config(&home)?,
+            tls: tests.client_tls(),
             name: ServerName::try_from(TLS_NAME)?.to_owned(),
-            _dir: dir,
+            tests,
             home,
             logs,
         })
@@ -475,16 +472,6 @@ fn spread(s: &Series) -> String {
     )
 }
 
-fn echo_request(id: String) -> RequestEnvelope {
-    RequestEnvelope::new(
-        id,
-        false,
-        Request::Echo {
-            payload: "ping".into(),
-        },
-    )
-}
-
 fn target(addr: SocketAddr) -> Target {
     Target {
         host: addr.ip().to_string(),
@@ -499,7 +486,7 @@ async fn client(lab: &Lab, addr: SocketAddr) -> anyhow::Result<Client> {
 }
 
 async fn call(client: &mut Client, id: String) -> anyhow::Result<()> {
-    let response = client.call(&echo_request(id)).await?;
+    let response = client.call(&RequestEnvelope::echo(id, "ping")).await?;
     if !matches!(response.outcome, lightsout_protocol::Outcome::Ok(_)) {
         bail!("echo refused: {:?}", response.outcome);
     }
@@ -718,100 +705,182 @@ fn git_commit() -> Option<String> {
     })
 }
 
-/// Runs the whole benchmark and writes the report.
+/// Runs the whole benchmark and writes the report: one step per measurement, in order.
 ///
 /// # Errors
 /// Anything that stops a figure from being measured; every child is stopped first.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
-    let suite_started = Instant::now();
-    let plan = Plan::new(opts.quick);
-    let nofile = procs::raise_nofile_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    stop_signal_watcher(&rt);
-    let bins = Bins::locate(opts.bin_dir.as_deref())?;
-    let lab = Lab::new()?;
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let max_agents = opts.max_agents.clamp(1, 1000);
-    let mut sizes: Vec<usize> = SIZES.into_iter().filter(|n| *n <= max_agents).collect();
-    if sizes.last() != Some(&max_agents) {
-        sizes.push(max_agents);
-    }
-    let fleet_size = max_agents;
-    if let Some(limit) = nofile {
-        // The controller holds one socket per host in flight; the benchmark holds 1,000.
-        if limit < (fleet_size.max(HELD_CONNECTIONS) as u64) + 200 {
-            eprintln!(
-                "warning: the open-files limit is {limit}; fan-outs and held connections may fail"
-            );
+    let mut suite = Suite::new(opts)?;
+    // The idle agent and idle floor server: started first, left alone while the rest runs.
+    let idle = suite.start_idle()?;
+    // Slow clients wait out the default deadlines (30 s) alongside everything else.
+    let slow = suite.start_slow_clients()?;
+    let fleet = suite.start_fleet()?;
+    suite.fanout(&fleet)?;
+    suite.status_fanout(&fleet)?;
+    suite.single_process(&fleet)?;
+    drop(fleet.floor);
+    suite.round_trip_and_throughput(&fleet.addrs)?;
+    suite.fleet_rss(fleet.agents);
+    suite.idle(&idle)?;
+    suite.held_connections(idle)?;
+    suite.slow_clients(slow)?;
+    suite.binary_sizes();
+    suite.finish()
+}
+
+/// What every measurement needs: the binaries, the lab, the runtime, the plan, the report.
+struct Suite {
+    started: Instant,
+    plan: Plan,
+    sizes: Vec<usize>,
+    fleet_size: usize,
+    json_out: PathBuf,
+    rt: Runtime,
+    bins: Bins,
+    lab: Lab,
+    report: Report,
+}
+
+/// The idle agent and idle floor server, and their first samples.
+struct IdlePair {
+    agent: Spawned,
+    agent_addr: SocketAddr,
+    floor: Spawned,
+    floor_addr: SocketAddr,
+    started: Instant,
+    agent_before: ProcSample,
+    floor_before: ProcSample,
+}
+
+/// The slow clients' agent and the task timing their connections' closes.
+struct SlowClients {
+    agent: Spawned,
+    closed: tokio::task::JoinHandle<[Duration; 3]>,
+}
+
+/// N agents and N floor servers, their addresses in order.
+struct Fleet {
+    agents: FleetGuard,
+    addrs: Vec<SocketAddr>,
+    floor: FleetGuard,
+    floor_addrs: Vec<SocketAddr>,
+}
+
+impl Suite {
+    fn new(opts: &Options) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let nofile = procs::raise_nofile_limit();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        stop_signal_watcher(&rt);
+        let bins = Bins::locate(opts.bin_dir.as_deref())?;
+        let lab = Lab::new()?;
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let max_agents = opts.max_agents.clamp(1, 1000);
+        let mut sizes: Vec<usize> = SIZES.into_iter().filter(|n| *n <= max_agents).collect();
+        if sizes.last() != Some(&max_agents) {
+            sizes.push(max_agents);
         }
+        if let Some(limit) = nofile {
+            // The controller holds one socket per host in flight; the benchmark holds 1,000.
+            if limit < (max_agents.max(HELD_CONNECTIONS) as u64) + 200 {
+                eprintln!(
+                    "warning: the open-files limit is {limit}; fan-outs and held connections may fail"
+                );
+            }
+        }
+        let mut report = Report::new(opts.quick, cpus, git_commit());
+        report.json["open_files_limit"] = json!(nofile);
+        Ok(Self {
+            started,
+            plan: Plan::new(opts.quick),
+            sizes,
+            fleet_size: max_agents,
+            json_out: opts.json_out.clone(),
+            rt,
+            bins,
+            lab,
+            report,
+        })
     }
-    let mut report = Report::new(opts.quick, cpus, git_commit());
-    report.json["open_files_limit"] = json!(nofile);
 
-    // 1. The idle agent and idle floor server: started first, left alone while the rest runs.
-    let (idle_agent, idle_agent_addr) = start_agent(
-        &bins,
-        &lab,
-        "idle-agent",
-        "127.0.0.2:0".parse()?,
-        &["--max-connections", "1100", "--idle-timeout", "600"],
-    )?;
-    let (idle_floor, idle_floor_addr) =
-        start_floor_server(&bins, &lab, "idle-floor", "127.0.0.3:0".parse()?)?;
-    rt.block_on(async {
-        let mut c = client(&lab, idle_agent_addr).await?;
-        call(&mut c, "idle-first".into()).await?;
-        c.close(Duration::from_millis(200)).await;
-        let mut f = FloorConn::connect(lab.tls.clone(), lab.name.clone(), idle_floor_addr).await?;
-        f.call(&floor::echo_frame()).await?;
-        f.close().await;
-        anyhow::Ok(())
-    })?;
-    std::thread::sleep(Duration::from_secs(1));
-    let idle_started = Instant::now();
-    let idle_agent_before = procs::sample(idle_agent.pid())?;
-    let idle_floor_before = procs::sample(idle_floor.pid())?;
-
-    // 2. The fleet: N agents, distinct addresses and ports. Start-up is not measured.
-    eprintln!("starting {fleet_size} agents...");
-    let fleet_started = Instant::now();
-    let mut fleet = FleetGuard(Vec::with_capacity(fleet_size));
-    for i in 0..fleet_size {
-        let name = format!("agent-{i}");
-        fleet
-            .0
-            .push(spawn_agent(&bins, &lab, &name, agent_addr(i), &[])?);
+    /// 1. The idle pair, after one exchange each; the idle window starts a second later.
+    fn start_idle(&mut self) -> anyhow::Result<IdlePair> {
+        let (bins, lab) = (&self.bins, &self.lab);
+        let (agent, agent_addr) = start_agent(
+            bins,
+            lab,
+            "idle-agent",
+            "127.0.0.2:0".parse()?,
+            &["--max-connections", "1100", "--idle-timeout", "600"],
+        )?;
+        let (floor, floor_addr) =
+            start_floor_server(bins, lab, "idle-floor", "127.0.0.3:0".parse()?)?;
+        self.rt.block_on(async {
+            let mut c = client(lab, agent_addr).await?;
+            call(&mut c, "idle-first".into()).await?;
+            c.close(Duration::from_millis(200)).await;
+            let mut f = FloorConn::connect(lab.tls.clone(), lab.name.clone(), floor_addr).await?;
+            f.call(&floor::echo_frame()).await?;
+            f.close().await;
+            anyhow::Ok(())
+        })?;
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(IdlePair {
+            started: Instant::now(),
+            agent_before: procs::sample(agent.pid())?,
+            floor_before: procs::sample(floor.pid())?,
+            agent,
+            agent_addr,
+            floor,
+            floor_addr,
+        })
     }
-    let addrs = fleet.ready()?;
-    eprintln!(
-        "{fleet_size} agents up in {} (not counted)",
-        human(fleet_started.elapsed())
-    );
-    report.json["agent_startup_ms"] = json!(crate::stats::ms(fleet_started.elapsed()));
-    // The full floor's servers: as many minimal server processes, on addresses of their own.
-    let mut floor_fleet = FleetGuard(Vec::with_capacity(fleet_size));
-    for i in 0..fleet_size {
-        let name = format!("floor-{i}");
-        floor_fleet
-            .0
-            .push(spawn_floor_server(&bins, &lab, &name, floor_addr(i))?);
-    }
-    let floor_addrs = floor_fleet.ready()?;
 
-    // 3. Fan-out: a whole `lightsout echo` process to N agents, next to the floor client
-    //    against the same agents and against N floor servers.
-    let mut fanouts = Vec::new();
-    for (k, &n) in sizes.iter().enumerate() {
-        let runs = plan.fanout_runs[k.min(2)];
-        eprintln!("fan-out to {n} agents, {runs} rounds...");
-        let c = compare_processes(&bins, &lab, &addrs[..n], &floor_addrs[..n], runs, "echo")?;
-        let mut doc = push_comparison(
-            &mut report,
-            format!("fan-out `lightsout echo`, {n} agents (median)"),
-            &c,
-            |median, r| {
+    /// 2. The fleet: N agents and N floor servers, distinct addresses and ports. Start-up is
+    ///    not measured.
+    fn start_fleet(&mut self) -> anyhow::Result<Fleet> {
+        let (bins, lab, n) = (&self.bins, &self.lab, self.fleet_size);
+        eprintln!("starting {n} agents...");
+        let started = Instant::now();
+        let mut agents = FleetGuard(Vec::with_capacity(n));
+        for i in 0..n {
+            let name = format!("agent-{i}");
+            agents
+                .0
+                .push(spawn_agent(bins, lab, &name, agent_addr(i), &[])?);
+        }
+        let addrs = agents.ready()?;
+        eprintln!(
+            "{n} agents up in {} (not counted)",
+            human(started.elapsed())
+        );
+        self.report.json["agent_startup_ms"] = json!(crate::stats::ms(started.elapsed()));
+        let mut floor = FleetGuard(Vec::with_capacity(n));
+        for i in 0..n {
+            let name = format!("floor-{i}");
+            floor
+                .0
+                .push(spawn_floor_server(bins, lab, &name, floor_addr(i))?);
+        }
+        let floor_addrs = floor.ready()?;
+        Ok(Fleet {
+            agents,
+            addrs,
+            floor,
+            floor_addrs,
+        })
+    }
+
+    /// 3. Fan-out: a whole `lightsout echo` process to N agents, next to the floor client
+    ///    against the same agents and against N floor servers.
+    fn fanout(&mut self, fleet: &Fleet) -> anyhow::Result<()> {
+        let mut fanouts = Vec::new();
+        for (k, &n) in self.sizes.clone().iter().enumerate() {
+            let runs = self.plan.fanout_runs[k.min(2)];
+            fanouts.push(self.compare_fanout(fleet, n, runs, "echo", |median, r| {
                 if n == 1000 {
                     Verdict::check(
                         median < Duration::from_secs(1) && r <= 2.0,
@@ -820,235 +889,367 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
                 } else {
                     Verdict::none()
                 }
-            },
-        );
-        doc["agents"] = json!(n);
-        fanouts.push(doc);
+            })?);
+        }
+        self.report.json["fanout"] = json!(fanouts);
+        Ok(())
     }
-    report.json["fanout"] = json!(fanouts);
-    // The status board: the same echo underneath, plus the table of health fields.
-    if let Some(&n) = sizes.last() {
-        let runs = plan.fanout_runs[(sizes.len() - 1).min(2)];
-        eprintln!("fan-out `lightsout status` to {n} agents, {runs} rounds...");
-        let c = compare_processes(&bins, &lab, &addrs[..n], &floor_addrs[..n], runs, "status")?;
+
+    /// The status board: the same echo underneath, plus the table of health fields.
+    fn status_fanout(&mut self, fleet: &Fleet) -> anyhow::Result<()> {
+        let Some(&n) = self.sizes.last() else {
+            return Ok(());
+        };
+        let runs = self.plan.fanout_runs[(self.sizes.len() - 1).min(2)];
+        self.report.json["status_fanout"] =
+            self.compare_fanout(fleet, n, runs, "status", |_, _| Verdict::none())?;
+        Ok(())
+    }
+
+    /// `runs` rounds of `lightsout COMMAND` to the first `n` agents against the floor: the
+    /// table rows, and the JSON object.
+    fn compare_fanout(
+        &mut self,
+        fleet: &Fleet,
+        n: usize,
+        runs: usize,
+        command: &str,
+        verdict: impl Fn(Duration, f64) -> Verdict,
+    ) -> anyhow::Result<Value> {
+        eprintln!("fan-out `lightsout {command}` to {n} agents, {runs} rounds...");
+        let c = compare_processes(
+            &self.bins,
+            &self.lab,
+            &fleet.addrs[..n],
+            &fleet.floor_addrs[..n],
+            runs,
+            command,
+        )?;
         let mut doc = push_comparison(
-            &mut report,
-            format!("fan-out `lightsout status`, {n} agents (median)"),
+            &mut self.report,
+            format!("fan-out `lightsout {command}`, {n} agents (median)"),
             &c,
-            |_, _| Verdict::none(),
+            verdict,
         );
         doc["agents"] = json!(n);
-        report.json["status_fanout"] = doc;
+        Ok(doc)
     }
 
-    // 4. One `lightsout echo HOST` process, start to exit.
-    eprintln!(
-        "single `lightsout echo HOST` process, {} rounds...",
-        plan.single_runs
-    );
-    let c = compare_processes(
-        &bins,
-        &lab,
-        &addrs[..1],
-        &floor_addrs[..1],
-        plan.single_runs,
-        "echo",
-    )?;
-    report.json["single_process"] = push_comparison(
-        &mut report,
-        "one `lightsout echo HOST` process (median)".into(),
-        &c,
-        |median, _| Verdict::check(median < Duration::from_millis(10), "< 10 ms"),
-    );
-    drop(floor_fleet);
+    /// 4. One `lightsout echo HOST` process, start to exit.
+    fn single_process(&mut self, fleet: &Fleet) -> anyhow::Result<()> {
+        let runs = self.plan.single_runs;
+        eprintln!("single `lightsout echo HOST` process, {runs} rounds...");
+        let c = compare_processes(
+            &self.bins,
+            &self.lab,
+            &fleet.addrs[..1],
+            &fleet.floor_addrs[..1],
+            runs,
+            "echo",
+        )?;
+        self.report.json["single_process"] = push_comparison(
+            &mut self.report,
+            "one `lightsout echo HOST` process (median)".into(),
+            &c,
+            |median, _| Verdict::check(median < Duration::from_millis(10), "< 10 ms"),
+        );
+        Ok(())
+    }
 
-    // 5. Round trip on an established connection: lightsout's Client against an agent, the
-    //    floor client against the floor server, and the floor client against the agent (the
-    //    agent's own share).
-    eprintln!("round trips on one connection, {}...", plan.round_trips);
-    let (rtt_floor_server, rtt_floor_addr) =
-        start_floor_server(&bins, &lab, "floor-server", "127.0.0.4:0".parse()?)?;
-    let [rtt_ours, rtt_floor, rtt_raw_agent] = rt
-        .block_on(round_trips(
-            &lab,
-            addrs[0],
-            rtt_floor_addr,
-            plan.round_trips,
-        ))?
-        .map(Series::new);
-    for (p, label) in [(50.0, "p50"), (99.0, "p99")] {
-        report.rows.push(Row::new(
-            format!("round trip, established connection, {label}"),
-            human(rtt_ours.percentile(p)),
-            human(rtt_floor.percentile(p)),
-            Some(ratio(rtt_ours.percentile(p), rtt_floor.percentile(p))),
+    /// 5. Round trip on an established connection: lightsout's Client against an agent, the
+    ///    floor client against the floor server, and the floor client against the agent (the
+    ///    agent's own share); 6. requests/second one agent sustains from many clients, against
+    ///    the same floor server.
+    fn round_trip_and_throughput(&mut self, addrs: &[SocketAddr]) -> anyhow::Result<()> {
+        let (floor_server, floor_addr) = start_floor_server(
+            &self.bins,
+            &self.lab,
+            "floor-server",
+            "127.0.0.4:0".parse()?,
+        )?;
+        self.round_trip(addrs[0], floor_addr)?;
+        self.requests_per_second(addrs[0], floor_addr)?;
+        drop(floor_server);
+        Ok(())
+    }
+
+    fn round_trip(&mut self, agent: SocketAddr, floor_server: SocketAddr) -> anyhow::Result<()> {
+        let count = self.plan.round_trips;
+        eprintln!("round trips on one connection, {count}...");
+        let [ours, floor, raw_agent] = self
+            .rt
+            .block_on(round_trips(&self.lab, agent, floor_server, count))?
+            .map(Series::new);
+        for (p, label) in [(50.0, "p50"), (99.0, "p99")] {
+            self.report.rows.push(Row::new(
+                format!("round trip, established connection, {label}"),
+                human(ours.percentile(p)),
+                human(floor.percentile(p)),
+                Some(ratio(ours.percentile(p), floor.percentile(p))),
+                Verdict::none(),
+            ));
+        }
+        self.report.rows.push(Row::note(
+            "  floor client → real agent, p50/p99",
+            format!(
+                "{} / {} (the agent's share: echo builds a health snapshot)",
+                human(raw_agent.median()),
+                human(raw_agent.percentile(99.0))
+            ),
+        ));
+        self.report.json["round_trip"] = json!({
+            "lightsout_client_to_agent": ours.to_json(),
+            "floor_client_to_floor_server": floor.to_json(),
+            "floor_client_to_agent": raw_agent.to_json(),
+        });
+        Ok(())
+    }
+
+    fn requests_per_second(
+        &mut self,
+        agent: SocketAddr,
+        floor_server: SocketAddr,
+    ) -> anyhow::Result<()> {
+        let window = self.plan.rps_window;
+        eprintln!(
+            "requests/second, {RPS_CONNECTIONS} connections, {} each in 3 alternating turns...",
+            human(window)
+        );
+        // Three turns each, alternating, for the same reason as the round-trip batches.
+        let turn = window / 3;
+        let lab = &self.lab;
+        let (ours, fl) = self.rt.block_on(async {
+            let (mut ours, mut fl) = (0.0, 0.0);
+            for _ in 0..3 {
+                ours += client_rps(lab, agent, turn).await? / 3.0;
+                fl += floor::load(
+                    lab.tls.clone(),
+                    lab.name.clone(),
+                    floor_server,
+                    RPS_CONNECTIONS,
+                    turn,
+                )
+                .await?
+                    / 3.0;
+            }
+            anyhow::Ok((ours, fl))
+        })?;
+        self.report.rows.push(Row::new(
+            format!("requests/s, one agent, {RPS_CONNECTIONS} connections"),
+            format!("{ours:.0}"),
+            format!("{fl:.0}"),
+            Some(ours / fl),
             Verdict::none(),
         ));
+        self.report.json["requests_per_second"] = json!({
+            "connections": RPS_CONNECTIONS, "window_s": window.as_secs_f64(),
+            "lightsout": ours, "floor": fl,
+        });
+        Ok(())
     }
-    report.rows.push(Row::note(
-        "  floor client → real agent, p50/p99",
-        format!(
-            "{} / {} (the agent's share: echo builds a health snapshot)",
-            human(rtt_raw_agent.median()),
-            human(rtt_raw_agent.percentile(99.0))
-        ),
-    ));
-    report.json["round_trip"] = json!({
-        "lightsout_client_to_agent": rtt_ours.to_json(),
-        "floor_client_to_floor_server": rtt_floor.to_json(),
-        "floor_client_to_agent": rtt_raw_agent.to_json(),
-    });
 
-    // 6. Requests/second one agent sustains from many clients.
-    eprintln!(
-        "requests/second, {RPS_CONNECTIONS} connections, {} each in 3 alternating turns...",
-        human(plan.rps_window)
-    );
-    // Three turns each, alternating, for the same reason as the round-trip batches.
-    let turn = plan.rps_window / 3;
-    let (rps_ours, rps_floor) = rt.block_on(async {
-        let (mut ours, mut fl) = (0.0, 0.0);
-        for _ in 0..3 {
-            ours += client_rps(&lab, addrs[0], turn).await? / 3.0;
-            fl += floor::load(
-                lab.tls.clone(),
-                lab.name.clone(),
-                rtt_floor_addr,
-                RPS_CONNECTIONS,
-                turn,
-            )
-            .await?
-                / 3.0;
+    /// The fleet after serving every fan-out: mean RSS, then stop it.
+    fn fleet_rss(&mut self, fleet: FleetGuard) {
+        let rss: Vec<u64> = fleet
+            .0
+            .iter()
+            .filter_map(|a| procs::sample(a.pid()).ok().map(|s| s.rss_kib))
+            .collect();
+        let mean = rss.iter().sum::<u64>() / (rss.len().max(1) as u64);
+        self.report.rows.push(Row::note(
+            "  fleet agents after the runs, mean RSS",
+            format!("{} ({} agents)", show_mb(mean), rss.len()),
+        ));
+        self.report.json["fleet_mean_rss_kib"] = json!(mean);
+    }
+
+    /// 7. The idle window ends (at least `plan.idle_window` after it began).
+    fn idle(&mut self, idle: &IdlePair) -> anyhow::Result<()> {
+        if let Some(rest) = self.plan.idle_window.checked_sub(idle.started.elapsed()) {
+            eprintln!("idle window: {} more...", human(rest));
+            std::thread::sleep(rest);
         }
-        anyhow::Ok((ours, fl))
-    })?;
-    drop(rtt_floor_server);
-    report.rows.push(Row::new(
-        format!("requests/s, one agent, {RPS_CONNECTIONS} connections"),
-        format!("{rps_ours:.0}"),
-        format!("{rps_floor:.0}"),
-        Some(rps_ours / rps_floor),
-        Verdict::none(),
-    ));
-    report.json["requests_per_second"] = json!({
-        "connections": RPS_CONNECTIONS, "window_s": plan.rps_window.as_secs_f64(),
-        "lightsout": rps_ours, "floor": rps_floor,
-    });
-
-    // The fleet after serving every fan-out: mean RSS, then stop it.
-    let fleet_rss: Vec<u64> = fleet
-        .0
-        .iter()
-        .filter_map(|a| procs::sample(a.pid()).ok().map(|s| s.rss_kib))
-        .collect();
-    let mean_rss = fleet_rss.iter().sum::<u64>() / (fleet_rss.len().max(1) as u64);
-    report.rows.push(Row::note(
-        "  fleet agents after the runs, mean RSS",
-        format!("{} ({} agents)", show_mb(mean_rss), fleet_rss.len()),
-    ));
-    report.json["fleet_mean_rss_kib"] = json!(mean_rss);
-    drop(fleet);
-
-    // 7. The idle window ends (at least `plan.idle_window` after it began).
-    if let Some(rest) = plan.idle_window.checked_sub(idle_started.elapsed()) {
-        eprintln!("idle window: {} more...", human(rest));
-        std::thread::sleep(rest);
+        let window = idle.started.elapsed();
+        let ours = Idle {
+            before: idle.agent_before,
+            after: procs::sample(idle.agent.pid())?,
+            window,
+        };
+        let fl = Idle {
+            before: idle.floor_before,
+            after: procs::sample(idle.floor.pid())?,
+            window,
+        };
+        self.report.rows.push(Row::new(
+            "idle agent RSS".into(),
+            show_mb(ours.after.rss_kib),
+            show_mb(fl.after.rss_kib),
+            Some(ours.after.rss_kib as f64 / fl.after.rss_kib.max(1) as f64),
+            Verdict::check(mb(ours.after.rss_kib) < 8.0, "< 8 MB"),
+        ));
+        self.report.rows.push(Row::new(
+            format!("idle agent CPU time over {:.0} s", window.as_secs_f64()),
+            human(ours.cpu()),
+            human(fl.cpu()),
+            None,
+            Verdict::none(),
+        ));
+        self.report.rows.push(Row::new(
+            "idle agent wake-ups/s (all threads)".into(),
+            format!("{:.2}", ours.wakeups_per_sec()),
+            format!("{:.2}", fl.wakeups_per_sec()),
+            None,
+            Verdict::check(ours.wakeups() == 0, "zero"),
+        ));
+        self.report.json["idle"] = json!({ "agent": ours.to_json(), "floor": fl.to_json() });
+        Ok(())
     }
-    let window = idle_started.elapsed();
-    let idle_ours = Idle {
-        before: idle_agent_before,
-        after: procs::sample(idle_agent.pid())?,
-        window,
-    };
-    let idle_fl = Idle {
-        before: idle_floor_before,
-        after: procs::sample(idle_floor.pid())?,
-        window,
-    };
-    report.rows.push(Row::new(
-        "idle agent RSS".into(),
-        show_mb(idle_ours.after.rss_kib),
-        show_mb(idle_fl.after.rss_kib),
-        Some(idle_ours.after.rss_kib as f64 / idle_fl.after.rss_kib.max(1) as f64),
-        Verdict::check(mb(idle_ours.after.rss_kib) < 8.0, "< 8 MB"),
-    ));
-    report.rows.push(Row::new(
-        format!("idle agent CPU time over {:.0} s", window.as_secs_f64()),
-        human(idle_ours.cpu()),
-        human(idle_fl.cpu()),
-        None,
-        Verdict::none(),
-    ));
-    report.rows.push(Row::new(
-        "idle agent wake-ups/s (all threads)".into(),
-        format!("{:.2}", idle_ours.wakeups_per_sec()),
-        format!("{:.2}", idle_fl.wakeups_per_sec()),
-        None,
-        Verdict::check(idle_ours.wakeups() == 0, "zero"),
-    ));
-    report.json["idle"] = json!({ "agent": idle_ours.to_json(), "floor": idle_fl.to_json() });
 
-    // 8. Memory holding 1,000 idle TLS connections (one echo each, then silence).
-    eprintln!("holding {HELD_CONNECTIONS} idle connections...");
-    let agent_base = procs::sample(idle_agent.pid())?.rss_kib;
-    let held = rt.block_on(hold_client_connections(&lab, idle_agent_addr))?;
-    std::thread::sleep(Duration::from_millis(500));
-    let agent_held = procs::sample(idle_agent.pid())?.rss_kib;
-    drop(held);
-    let floor_base = procs::sample(idle_floor.pid())?.rss_kib;
-    let held = rt.block_on(hold_floor_connections(&lab, idle_floor_addr))?;
-    std::thread::sleep(Duration::from_millis(500));
-    let floor_held = procs::sample(idle_floor.pid())?.rss_kib;
-    drop(held);
-    report.rows.push(Row::new(
-        format!("agent RSS holding {HELD_CONNECTIONS} idle TLS connections"),
-        show_mb(agent_held),
-        show_mb(floor_held),
-        Some(agent_held as f64 / floor_held.max(1) as f64),
-        Verdict::none(),
-    ));
-    let per_conn = |held: u64, base: u64| {
-        held.saturating_sub(base) as f64 * 1024.0 / HELD_CONNECTIONS as f64 / 1000.0
-    };
-    report.rows.push(Row::note(
-        "  per connection",
-        format!(
-            "lightsout {:.1} kB, floor {:.1} kB",
-            per_conn(agent_held, agent_base),
-            per_conn(floor_held, floor_base)
-        ),
-    ));
-    report.json["held_connections"] = json!({
-        "connections": HELD_CONNECTIONS,
-        "agent_rss_kib_before": agent_base, "agent_rss_kib": agent_held,
-        "floor_rss_kib_before": floor_base, "floor_rss_kib": floor_held,
-    });
-    drop(idle_agent);
-    drop(idle_floor);
+    /// 8. Memory holding 1,000 idle TLS connections (one echo each, then silence), and how
+    ///    long their handshakes took; the idle pair is stopped after.
+    fn held_connections(&mut self, idle: IdlePair) -> anyhow::Result<()> {
+        eprintln!("holding {HELD_CONNECTIONS} idle connections...");
+        let lab = &self.lab;
+        let agent_base = procs::sample(idle.agent.pid())?.rss_kib;
+        let opened = Instant::now();
+        let held = self
+            .rt
+            .block_on(hold_client_connections(lab, idle.agent_addr))?;
+        let agent_opening = opened.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        let agent_held = procs::sample(idle.agent.pid())?.rss_kib;
+        drop(held);
+        let floor_base = procs::sample(idle.floor.pid())?.rss_kib;
+        let opened = Instant::now();
+        let held = self
+            .rt
+            .block_on(hold_floor_connections(lab, idle.floor_addr))?;
+        let floor_opening = opened.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        let floor_held = procs::sample(idle.floor.pid())?.rss_kib;
+        drop(held);
+        self.report.rows.push(Row::new(
+            format!("agent RSS holding {HELD_CONNECTIONS} idle TLS connections"),
+            show_mb(agent_held),
+            show_mb(floor_held),
+            Some(agent_held as f64 / floor_held.max(1) as f64),
+            Verdict::none(),
+        ));
+        let per_conn = |held: u64, base: u64| {
+            held.saturating_sub(base) as f64 * 1024.0 / HELD_CONNECTIONS as f64 / 1000.0
+        };
+        self.report.rows.push(Row::note(
+            "  per connection",
+            format!(
+                "lightsout {:.1} kB, floor {:.1} kB",
+                per_conn(agent_held, agent_base),
+                per_conn(floor_held, floor_base)
+            ),
+        ));
+        self.report.rows.push(Row::note(
+            "  opening them (100 handshakes at a time)",
+            format!(
+                "lightsout {}, floor {}",
+                human(agent_opening),
+                human(floor_opening)
+            ),
+        ));
+        self.report.json["held_connections"] = json!({
+            "connections": HELD_CONNECTIONS,
+            "agent_rss_kib_before": agent_base, "agent_rss_kib": agent_held,
+            "floor_rss_kib_before": floor_base, "floor_rss_kib": floor_held,
+            "agent_open_ms": crate::stats::ms(agent_opening),
+            "floor_open_ms": crate::stats::ms(floor_opening),
+        });
+        Ok(())
+    }
 
-    // 9. Binary sizes.
-    let (agent_size, controller_size) = (
-        procs::file_size(&bins.agent),
-        procs::file_size(&bins.controller),
-    );
-    report.rows.push(Row::note(
-        "release binary sizes",
-        format!(
-            "lightsout-agent {:.1} MB, lightsout {:.1} MB (floor program in tls-floor.md: 3.0 MB)",
-            agent_size as f64 / 1e6,
-            controller_size as f64 / 1e6
-        ),
-    ));
-    report.json["binary_bytes"] =
-        json!({ "lightsout-agent": agent_size, "lightsout": controller_size });
+    /// 9. How long slow clients survive an agent with default settings: a ClientHello then
+    ///    silence, a connection that never sends a byte, and a TLS session with no request,
+    ///    all opened together and each closed by a default deadline. Started early, they wait
+    ///    in the background while the other figures are taken.
+    fn start_slow_clients(&mut self) -> anyhow::Result<SlowClients> {
+        let (agent, addr) = start_agent(
+            &self.bins,
+            &self.lab,
+            "slow-clients",
+            // The agent certificate names 127.0.0.1, which the raw clients verify.
+            "127.0.0.1:0".parse()?,
+            &[],
+        )?;
+        let hello = lightsout_tests::client_hello(&self.lab.tests);
+        let tls = self.lab.tests.client_tls();
+        let closed = self.rt.spawn(async move {
+            use lightsout_tests::{expect_closed, tcp, tls_connect, write_raw};
+            let long = Duration::from_secs(120);
+            let opened = Instant::now();
+            let mut hello_then_silence = tcp(addr).await;
+            write_raw(&mut hello_then_silence, &hello).await;
+            let mut silent = tcp(addr).await;
+            let mut quiet = tls_connect(addr, tls).await.expect("TLS handshake");
+            let mut closed = [Duration::ZERO; 3];
+            expect_closed(&mut hello_then_silence, long).await;
+            closed[0] = opened.elapsed();
+            expect_closed(&mut silent, long).await;
+            closed[1] = opened.elapsed();
+            expect_closed(&mut quiet, long).await;
+            closed[2] = opened.elapsed();
+            closed
+        });
+        Ok(SlowClients { agent, closed })
+    }
 
-    report.json["total_s"] = json!(suite_started.elapsed().as_secs_f64());
-    print!("{}", report.table());
-    report.write(&opts.json_out)?;
-    eprintln!(
-        "wrote {} ({} in all)",
-        opts.json_out.display(),
-        human(suite_started.elapsed())
-    );
-    Ok(())
+    fn slow_clients(&mut self, slow: SlowClients) -> anyhow::Result<()> {
+        eprintln!("slow clients: waiting for the default deadlines...");
+        let closed = self.rt.block_on(slow.closed)?;
+        drop(slow.agent);
+        let labels = [
+            "ClientHello then silence",
+            "connected, never a byte",
+            "TLS established, no request",
+        ];
+        for (label, took) in labels.iter().zip(closed) {
+            self.report.rows.push(Row::note(
+                &format!("slow client, default settings: {label}"),
+                format!("closed after {}", human(took)),
+            ));
+        }
+        self.report.json["slow_clients_closed_after_ms"] = json!({
+            "client_hello_then_silence": crate::stats::ms(closed[0]),
+            "connected_never_a_byte": crate::stats::ms(closed[1]),
+            "tls_no_request": crate::stats::ms(closed[2]),
+        });
+        Ok(())
+    }
+
+    /// 10. Binary sizes.
+    fn binary_sizes(&mut self) {
+        let (agent, controller) = (
+            procs::file_size(&self.bins.agent),
+            procs::file_size(&self.bins.controller),
+        );
+        self.report.rows.push(Row::note(
+            "release binary sizes",
+            format!(
+                "lightsout-agent {:.1} MB, lightsout {:.1} MB (floor program in tls-floor.md: 3.0 MB)",
+                agent as f64 / 1e6,
+                controller as f64 / 1e6
+            ),
+        ));
+        self.report.json["binary_bytes"] =
+            json!({ "lightsout-agent": agent, "lightsout": controller });
+    }
+
+    /// The table on stdout, the JSON document on disk.
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.report.json["total_s"] = json!(self.started.elapsed().as_secs_f64());
+        print!("{}", self.report.table());
+        self.report.write(&self.json_out)?;
+        eprintln!(
+            "wrote {} ({} in all)",
+            self.json_out.display(),
+            human(self.started.elapsed())
+        );
+        Ok(())
+    }
 }

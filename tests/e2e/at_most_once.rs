@@ -11,7 +11,7 @@ use std::time::Duration;
 use lightsout_protocol::{ErrorKind, PowerAction, PowerParams, Reply, Request, RequestEnvelope};
 use lightsout_tests::Lab;
 
-use crate::rig::*;
+use lightsout_tests::*;
 
 fn power(id: &str, request: Request) -> RequestEnvelope {
     RequestEnvelope::new(id, false, request)
@@ -41,8 +41,8 @@ async fn agent_with(lab: &Lab, stand_in: &std::path::Path) -> InProc {
 async fn wait_last_action(lab: &Lab, agent: &InProc, request_id: &str) {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let mut c = conn(lab, agent.addr).await;
-        let response = call(&mut c, &echo("status")).await;
+        let mut c = RawClient::connect(lab, agent.addr).await;
+        let response = c.call(&RequestEnvelope::echo(new_id(), "status")).await;
         if let Reply::Echo { health, .. } = reply_of(&response) {
             if health
                 .last_action
@@ -67,8 +67,8 @@ async fn a_duplicate_request_id_returns_the_original_outcome_and_does_not_execut
     let agent = agent_with(&lab, &stand_in).await;
     let request = power("retry-me", shutdown(0));
 
-    let mut first = conn(&lab, agent.addr).await;
-    let original = call(&mut first, &request).await;
+    let mut first = RawClient::connect(&lab, agent.addr).await;
+    let original = first.call(&request).await;
     match reply_of(&original) {
         Reply::Shutdown(r) => {
             assert_eq!(r.action, PowerAction::Shutdown);
@@ -81,22 +81,19 @@ async fn a_duplicate_request_id_returns_the_original_outcome_and_does_not_execut
     assert_eq!(log_lines(&log), ["-h now lab closes"]);
 
     // The retry a controller sends after losing the reply: a new connection, same id.
-    let mut retry = conn(&lab, agent.addr).await;
-    assert_eq!(call(&mut retry, &request).await, original);
+    let mut retry = RawClient::connect(&lab, agent.addr).await;
+    assert_eq!(retry.call(&request).await, original);
     // And on the same connection, twice more.
-    assert_eq!(call(&mut first, &request).await, original);
-    assert_eq!(call(&mut first, &request).await, original);
+    assert_eq!(first.call(&request).await, original);
+    assert_eq!(first.call(&request).await, original);
     // Nothing more ran (give a second execution every chance to show up).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(log_lines(&log), ["-h now lab closes"]);
 
     // A retry of a refused request is the same refusal, also from memory.
-    let busy = call(&mut first, &power("refused", shutdown(60))).await;
+    let busy = first.call(&power("refused", shutdown(60))).await;
     assert_eq!(error_of(&busy).kind, ErrorKind::Busy);
-    assert_eq!(
-        call(&mut retry, &power("refused", shutdown(60))).await,
-        busy
-    );
+    assert_eq!(retry.call(&power("refused", shutdown(60))).await, busy);
     assert_eq!(log_lines(&log), ["-h now lab closes"]);
 }
 
@@ -105,23 +102,15 @@ async fn the_same_id_from_another_certificate_is_another_request() {
     let lab = Lab::new();
     let (stand_in, log) = lab.stand_in("power", 0);
     let agent = agent_with(&lab, &stand_in).await;
-    let mut c = conn(&lab, agent.addr).await;
-    let response = call(&mut c, &power("shared-id", Request::Cancel)).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
+    let response = c.call(&power("shared-id", Request::Cancel)).await;
     reply_of(&response);
     // Another controller (its own certificate) happens to use the same id: it is not
     // answered from the first one's memory, its cancel runs.
     let bob = lab.controller("bob@laptop", Some("admin"));
-    let stream = tcp(agent.addr).await;
-    let tls_config = lightsout_pki::tls::client_config(&bob).unwrap();
-    let t = tokio_rustls::TlsConnector::from(tls_config)
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            stream,
-        )
-        .await
-        .unwrap();
-    let mut bob_conn = tokio_util::codec::Framed::new(t, lightsout_protocol::FrameCodec::new());
-    reply_of(&call(&mut bob_conn, &power("shared-id", Request::Cancel)).await);
+    let t = tls_connect(agent.addr, client_config(&bob)).await.unwrap();
+    let mut bob_conn = RawClient::from_stream(t);
+    reply_of(&bob_conn.call(&power("shared-id", Request::Cancel)).await);
     assert_eq!(log_lines(&log), ["-c", "-c"]);
 }
 
@@ -133,17 +122,17 @@ async fn concurrent_duplicates_execute_once() {
     let (stand_in, log) = slow_stand_in(&lab, 1.0);
     let agent = agent_with(&lab, &stand_in).await;
     let request = power("twice-at-once", Request::Cancel);
-    let mut a = conn(&lab, agent.addr).await;
-    let mut b = conn(&lab, agent.addr).await;
+    let mut a = RawClient::connect(&lab, agent.addr).await;
+    let mut b = RawClient::connect(&lab, agent.addr).await;
     let first = {
         let request = request.clone();
-        tokio::spawn(async move { call(&mut a, &request).await })
+        tokio::spawn(async move { a.call(&request).await })
     };
     wait_until("the original to start", || {
         log_lines(&log).iter().any(|l| l == "start -c")
     })
     .await;
-    let second = call(&mut b, &request).await;
+    let second = b.call(&request).await;
     let first = first.await.unwrap();
     reply_of(&first);
     assert_eq!(second.id.as_deref(), Some("twice-at-once"));
@@ -155,7 +144,7 @@ async fn concurrent_duplicates_execute_once() {
         e.message
     );
     // Once finished, the duplicate gets the original outcome.
-    assert_eq!(call(&mut b, &request).await, first);
+    assert_eq!(b.call(&request).await, first);
     assert_eq!(log_lines(&log), ["start -c", "done -c"]);
 }
 
@@ -164,9 +153,9 @@ async fn a_second_action_while_one_is_pending_is_busy_with_the_pending_details()
     let lab = Lab::new();
     let (stand_in, log) = lab.stand_in("power", 0);
     let agent = agent_with(&lab, &stand_in).await;
-    let mut c = conn(&lab, agent.addr).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
     // 120 s: handed to the system at once as `shutdown -h +2` (no agent-side wait).
-    reply_of(&call(&mut c, &power("first", shutdown(120))).await);
+    reply_of(&c.call(&power("first", shutdown(120))).await);
     wait_last_action(&lab, &agent, "first").await;
 
     let restart = Request::Restart(PowerParams {
@@ -174,7 +163,7 @@ async fn a_second_action_while_one_is_pending_is_busy_with_the_pending_details()
         message: None,
         replace: false,
     });
-    let response = call(&mut c, &power("second", restart)).await;
+    let response = c.call(&power("second", restart)).await;
     let e = error_of(&response);
     assert_eq!(e.kind, ErrorKind::Busy);
     assert!(e.message.contains("replace"), "{}", e.message);
@@ -190,7 +179,7 @@ async fn a_second_action_while_one_is_pending_is_busy_with_the_pending_details()
     assert_eq!(log_lines(&log), ["-h +2 lab closes"]);
 
     // The health snapshot shows the same pending action.
-    match reply_of(&call(&mut c, &echo("status")).await) {
+    match reply_of(&c.call(&RequestEnvelope::echo(new_id(), "status")).await) {
         Reply::Echo { health, .. } => {
             assert_eq!(health.pending.as_ref(), Some(pending));
         }
@@ -203,7 +192,7 @@ async fn a_second_action_while_one_is_pending_is_busy_with_the_pending_details()
         message: None,
         replace: true,
     });
-    reply_of(&call(&mut c, &power("third", replace)).await);
+    reply_of(&c.call(&power("third", replace)).await);
     wait_last_action(&lab, &agent, "third").await;
     assert_eq!(log_lines(&log), ["-h +2 lab closes", "-c", "-r now"]);
 }
@@ -213,8 +202,8 @@ async fn cancel_with_nothing_pending_says_so() {
     let lab = Lab::new();
     let (stand_in, log) = lab.stand_in("power", 0);
     let agent = agent_with(&lab, &stand_in).await;
-    let mut c = conn(&lab, agent.addr).await;
-    let response = call(&mut c, &power("nothing", Request::Cancel)).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
+    let response = c.call(&power("nothing", Request::Cancel)).await;
     match reply_of(&response) {
         Reply::Cancel(r) => {
             assert_eq!(r.cancelled, None);
@@ -228,9 +217,9 @@ async fn cancel_with_nothing_pending_says_so() {
     assert_eq!(log_lines(&log), ["-c"]);
 
     // With something pending, the reply names it.
-    reply_of(&call(&mut c, &power("pending", shutdown(300))).await);
+    reply_of(&c.call(&power("pending", shutdown(300))).await);
     wait_last_action(&lab, &agent, "pending").await;
-    match reply_of(&call(&mut c, &power("cancel-it", Request::Cancel)).await) {
+    match reply_of(&c.call(&power("cancel-it", Request::Cancel)).await) {
         Reply::Cancel(r) => {
             let cancelled = r.cancelled.as_ref().expect("names what it cancelled");
             assert_eq!(cancelled.request_id, "pending");
@@ -239,8 +228,8 @@ async fn cancel_with_nothing_pending_says_so() {
     }
     // And a dry-run agent says the same without running anything.
     let dry = InProc::start(&lab, |_| {}).await;
-    let mut d = conn(&lab, dry.addr).await;
-    match reply_of(&call(&mut d, &power("dry", Request::Cancel)).await) {
+    let mut d = RawClient::connect(&lab, dry.addr).await;
+    match reply_of(&d.call(&power("dry", Request::Cancel)).await) {
         Reply::Cancel(r) => {
             assert_eq!(r.cancelled, None);
             assert!(r.dry_run);

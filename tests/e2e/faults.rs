@@ -9,32 +9,15 @@ use std::time::{Duration, Instant};
 use lightsout_tests::{AgentProcess, Lab};
 use tokio::io::AsyncWriteExt;
 
-use crate::rig::*;
-
-/// Runs the controller with `args` and returns (success, parsed --json document).
-fn controller_json(lab: &Lab, args: &[&str]) -> (bool, serde_json::Value) {
-    let out = lab
-        .controller_cmd()
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), doc)
-}
+use lightsout_tests::*;
 
 /// Echoes through the real controller until it succeeds; panics after [`PATIENCE`].
 fn echo_eventually(lab: &Lab, target: &str) -> Duration {
     let started = Instant::now();
     loop {
-        let (ok, doc) = controller_json(lab, &["--timeout", "3s", "echo", target]);
-        if ok {
+        let run = lab.lightsout(&["--json", "--timeout", "3s", "echo", target]);
+        let doc = run.json();
+        if run.code == Some(0) {
             return started.elapsed();
         }
         assert!(
@@ -43,22 +26,6 @@ fn echo_eventually(lab: &Lab, target: &str) -> Duration {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Waits until `log` has a line equal to `line`.
-fn wait_for_line(log: &std::path::Path, line: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !log_lines(log).iter().any(|l| l == line) {
-        assert!(
-            Instant::now() < deadline,
-            "{line:?} never appeared in the log"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn is_alive(agent: &mut AgentProcess) -> bool {
-    agent.child.try_wait().unwrap().is_none()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,14 +68,14 @@ async fn stopping_does_not_wait_for_handshakes_or_idle_clients() {
     let mut slowloris = tcp(agent.addr).await;
     slowloris.write_all(&client_hello(&lab)).await.unwrap();
     let mut silent = tcp(agent.addr).await;
-    let mut idle = conn(&lab, agent.addr).await;
-    assert_usable(&mut idle).await;
+    let mut idle = RawClient::connect(&lab, agent.addr).await;
+    idle.assert_usable().await;
     let took = agent.stop().await;
     // Nothing in flight: the stop is immediate, not the 60 s of any timeout or grace.
     assert!(took < PATIENCE / 2, "stop took {took:?}");
     expect_closed(&mut slowloris, PATIENCE).await;
     expect_closed(&mut silent, PATIENCE).await;
-    expect_closed(idle.get_mut(), PATIENCE).await;
+    expect_closed(idle.stream(), PATIENCE).await;
 }
 
 #[test]
@@ -139,7 +106,7 @@ fn a_controller_killed_mid_request_leaves_the_agent_serving() {
     // freed and the next controller is served.
     echo_eventually(&lab, &agent.target());
     assert_eq!(log_lines(&log), ["start -c", "done -c"]);
-    assert!(is_alive(&mut agent));
+    assert!(agent.is_running());
 }
 
 #[test]

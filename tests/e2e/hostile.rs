@@ -8,11 +8,10 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lightsout_protocol::{ErrorKind, MAX_FRAME_LEN, Reply};
-use lightsout_tests::{AgentProcess, Lab};
+use lightsout_protocol::{ErrorKind, MAX_FRAME_LEN, Reply, RequestEnvelope};
 use tokio::io::AsyncWriteExt;
 
-use crate::rig::*;
+use lightsout_tests::*;
 
 /// Limits that never fire during these tests unless a test lowers them: a close within
 /// [`PATIENCE`] is then the agent reacting to the input, not a timeout.
@@ -98,10 +97,10 @@ async fn a_client_that_never_sends_a_frame_is_closed_at_the_idle_timeout() {
     assert!(handshaken.elapsed() >= idle - Duration::from_millis(50));
 
     // A client that sends a request and then goes quiet is closed the same way.
-    let mut c = conn(&lab, agent.addr).await;
-    assert_usable(&mut c).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
+    c.assert_usable().await;
     let served = Instant::now();
-    let next = tokio::time::timeout(PATIENCE, c.next())
+    let next = tokio::time::timeout(PATIENCE, c.framed.next())
         .await
         .expect("still open");
     assert!(next.as_ref().is_none_or(|r| r.is_err()), "{next:?}");
@@ -119,21 +118,21 @@ async fn a_frame_header_over_the_maximum_is_refused_and_closed() {
     })
     .await;
     for announced in [u32::MAX, 4097] {
-        let mut c = conn(&lab, agent.addr).await;
-        write_raw(c.get_mut(), &header(announced)).await;
-        let response = read_response(&mut c).await;
+        let mut c = RawClient::connect(&lab, agent.addr).await;
+        c.send_raw(&header(announced)).await;
+        let response = c.response().await;
         assert_error(&response, ErrorKind::BadRequest, "maximum of 4096 bytes");
         assert_eq!(response.id, None);
-        let next = tokio::time::timeout(PATIENCE, c.next())
+        let next = tokio::time::timeout(PATIENCE, c.framed.next())
             .await
             .expect("closed after the refusal");
         assert!(next.as_ref().is_none_or(|r| r.is_err()), "{next:?}");
     }
     // Exactly the maximum is a frame (here not JSON): refused, and the connection lives on.
-    let mut c = conn(&lab, agent.addr).await;
-    let response = exchange(&mut c, vec![b' '; 4096]).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
+    let response = c.call_body(vec![b' '; 4096]).await;
     assert_error(&response, ErrorKind::BadRequest, "not valid JSON");
-    assert_usable(&mut c).await;
+    c.assert_usable().await;
     assert_served(&lab, agent.addr).await;
 }
 
@@ -161,7 +160,7 @@ async fn a_truncated_frame_then_close_ends_only_that_connection() {
 async fn undecodable_bodies_get_bad_request_and_the_connection_stays_usable() {
     let lab = Lab::new();
     let agent = InProc::start(&lab, patient).await;
-    let mut c = conn(&lab, agent.addr).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
     let deep_array = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let deep_object = format!("{}1{}", r#"{"a":"#.repeat(5000), "}".repeat(5000));
     let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -185,13 +184,13 @@ async fn undecodable_bodies_get_bad_request_and_the_connection_stays_usable() {
     ];
     for (body, needle) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
-        let response = exchange(&mut c, body).await;
+        let response = c.call_body(body).await;
         let e = error_of(&response);
         assert_eq!(e.kind, ErrorKind::BadRequest, "{shown}: {}", e.message);
         assert!(e.message.contains(needle), "{shown}: {}", e.message);
         assert_eq!(response.id, None, "{shown}");
     }
-    assert_usable(&mut c).await;
+    c.assert_usable().await;
     assert_served(&lab, agent.addr).await;
 }
 
@@ -199,7 +198,7 @@ async fn undecodable_bodies_get_bad_request_and_the_connection_stays_usable() {
 async fn unknown_fields_kinds_and_wrong_types_are_bad_request_with_the_id() {
     let lab = Lab::new();
     let agent = InProc::start(&lab, patient).await;
-    let mut c = conn(&lab, agent.addr).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
     let deep_payload = format!(
         r#"{{"version":1,"id":"deep","request":{{"kind":"echo","payload":{}{}}}}}"#,
         "[".repeat(3000),
@@ -318,13 +317,13 @@ async fn unknown_fields_kinds_and_wrong_types_are_bad_request_with_the_id() {
         ),
     ];
     for (body, id, needle) in cases {
-        let response = exchange(&mut c, body.clone().into_bytes()).await;
+        let response = c.call_body(body.clone().into_bytes()).await;
         let e = error_of(&response);
         assert_eq!(e.kind, ErrorKind::BadRequest, "{body}: {}", e.message);
         assert!(e.message.contains(needle), "{body}: {}", e.message);
         assert_eq!(response.id.as_deref(), id, "{body}");
     }
-    assert_usable(&mut c).await;
+    c.assert_usable().await;
     assert_served(&lab, agent.addr).await;
 }
 
@@ -332,7 +331,7 @@ async fn unknown_fields_kinds_and_wrong_types_are_bad_request_with_the_id() {
 async fn other_protocol_versions_get_unsupported_version() {
     let lab = Lab::new();
     let agent = InProc::start(&lab, patient).await;
-    let mut c = conn(&lab, agent.addr).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
     for (body, shown) in [
         (
             r#"{"version":2,"id":"v2","request":{"kind":"teleport","to":"mars"}}"#,
@@ -355,7 +354,7 @@ async fn other_protocol_versions_get_unsupported_version() {
             "not a number",
         ),
     ] {
-        let response = exchange(&mut c, body.as_bytes().to_vec()).await;
+        let response = c.call_body(body.as_bytes().to_vec()).await;
         assert_error(&response, ErrorKind::UnsupportedVersion, shown);
         assert!(
             error_of(&response).message.contains("speaks version 1"),
@@ -363,7 +362,7 @@ async fn other_protocol_versions_get_unsupported_version() {
         );
         assert_eq!(response.id.as_deref(), Some("v2"));
     }
-    assert_usable(&mut c).await;
+    c.assert_usable().await;
     assert_served(&lab, agent.addr).await;
 }
 
@@ -372,33 +371,35 @@ async fn echo_payload_limits() {
     let lab = Lab::new();
     let agent = InProc::start(&lab, patient).await;
     let max = lightsout_agent::Limits::default().max_echo_payload;
-    let mut c = conn(&lab, agent.addr).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
     for payload in [String::new(), "a".repeat(max), "é".repeat(max / 2)] {
-        let response = call(&mut c, &echo(&payload)).await;
+        let response = c.call(&RequestEnvelope::echo(new_id(), &payload)).await;
         match reply_of(&response) {
             Reply::Echo { payload: back, .. } => assert!(back == &payload),
             other => panic!("{}", shorten(&format!("{other:?}"))),
         }
     }
-    let response = call(&mut c, &echo(&"a".repeat(max + 1))).await;
+    let response = c
+        .call(&RequestEnvelope::echo(new_id(), "a".repeat(max + 1)))
+        .await;
     assert_error(
         &response,
         ErrorKind::BadRequest,
         &format!("exceeds the maximum of {max} bytes"),
     );
-    assert_usable(&mut c).await;
+    c.assert_usable().await;
 
     // Within the payload limit, within the frame limit, but every byte a control character:
     // JSON writes each as six bytes (\u0001), and the echoed reply, health snapshot included,
     // would not fit in a frame. The client must get an answer, not a silent close.
     let payload = "\u{1}".repeat((MAX_FRAME_LEN - 120) / 6);
-    let request = echo(&payload);
+    let request = RequestEnvelope::echo(new_id(), &payload);
     assert!(payload.len() <= max);
     assert!(request.to_bytes().len() <= MAX_FRAME_LEN);
-    let response = call(&mut c, &request).await;
+    let response = c.call(&request).await;
     assert_error(&response, ErrorKind::BadRequest, "maximum frame");
     assert_eq!(response.id.as_deref(), Some(request.id.as_str()));
-    assert_usable(&mut c).await;
+    c.assert_usable().await;
     assert_served(&lab, agent.addr).await;
 }
 
@@ -411,7 +412,7 @@ async fn hundreds_of_connections_reset_at_once() {
     for i in 0..300 {
         let addr = agent.addr;
         let hello = hello.clone();
-        let tls_config = client_tls(&lab);
+        let tls_config = lab.client_tls();
         storm.spawn(async move {
             let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
                 return;
@@ -459,8 +460,8 @@ async fn beyond_max_connections_new_connections_are_closed_and_existing_ones_una
     .await;
     let mut admitted = Vec::new();
     for _ in 0..cap {
-        let mut c = conn(&lab, agent.addr).await;
-        assert_usable(&mut c).await;
+        let mut c = RawClient::connect(&lab, agent.addr).await;
+        c.assert_usable().await;
         admitted.push(c);
     }
     // Over the cap: closed at once, before any TLS (nothing comes back), long before the
@@ -472,7 +473,7 @@ async fn beyond_max_connections_new_connections_are_closed_and_existing_ones_una
         assert!(back.is_empty(), "{back:?}");
     }
     for c in &mut admitted {
-        assert_usable(c).await;
+        c.assert_usable().await;
     }
     // A slot freed is a slot usable again (the release is asynchronous: retry briefly).
     drop(admitted.pop());
@@ -487,11 +488,11 @@ async fn requests_over_the_rate_limit_get_busy_and_the_connection_stays_usable()
         c.limits.max_requests_per_sec = 1;
     })
     .await;
-    let mut c = conn(&lab, agent.addr).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
     let mut limited = 0;
     for i in 0..10 {
-        let request = echo("hammer");
-        let response = call(&mut c, &request).await;
+        let request = RequestEnvelope::echo(new_id(), "hammer");
+        let response = c.call(&request).await;
         assert_eq!(response.id.as_deref(), Some(request.id.as_str()));
         if i == 0 {
             reply_of(&response);
@@ -505,7 +506,7 @@ async fn requests_over_the_rate_limit_get_busy_and_the_connection_stays_usable()
     assert!(limited > 0);
     // Patience restores service on the same connection.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_usable(&mut c).await;
+    c.assert_usable().await;
     // Other connections have their own budget.
     assert_served(&lab, agent.addr).await;
 }
@@ -525,12 +526,8 @@ async fn a_tls_1_2_client_is_refused() {
 /// The same with a real TLS 1.2 client, when `openssl` is installed (`.ci/run` installs it).
 #[test]
 fn openssl_s_client_tls_1_2_is_refused() {
-    if std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: openssl is not installed");
+    if !have("openssl", "version") {
+        skip_missing("openssl", ".ci/run installs it");
         return;
     }
     let lab = Lab::new();
@@ -599,12 +596,12 @@ async fn one_address_cannot_hold_more_than_its_share_of_handshakes() {
     socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
     let stream = socket.connect(agent.addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(client_tls(&lab))
+    let tls = tokio_rustls::TlsConnector::from(lab.client_tls())
         .connect(name, stream)
         .await
         .expect("a second address still gets its handshake");
-    let mut other = tokio_util::codec::Framed::new(tls, lightsout_protocol::FrameCodec::new());
-    assert_usable(&mut other).await;
+    let mut other = RawClient::from_stream(tls);
+    other.assert_usable().await;
     // When the silent connections go, their address may handshake again.
     drop(silent);
     assert_served_eventually(&lab, agent.addr).await;

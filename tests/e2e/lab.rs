@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -366,30 +366,13 @@ fn power_needs_confirmation_without_a_terminal_and_spares_this_machine() {
         );
     }
     for n in ["s1", "s2"] {
-        lightsout_tests_wait(&log(n), &["-h +5", "-c"]);
+        lightsout_tests::wait_for_log(&log(n), &["-h +5", "-c"]);
     }
 
     // A rehearsal needs neither confirmation nor --include-self.
     let out = room.run(&["--json", "restart", "@room", "--dry-run"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.json()["results"][1]["response"]["dry_run"], true);
-}
-
-/// Waits until a stand-in log holds exactly `expected`.
-fn lightsout_tests_wait(log: &Path, expected: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let lines: Vec<String> = std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        if lines == expected {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{}: {lines:?}", log.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -17,7 +17,6 @@ mod power_exec;
 #[cfg(unix)]
 mod privilege;
 mod resources;
-mod rig;
 mod smoke;
 mod wire_frames;
 mod wire_tls;

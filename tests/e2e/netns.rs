@@ -7,18 +7,17 @@
 //! flight: the controller must report `timeout` for that host within its deadline, and not
 //! hang. Everything is removed again by a drop guard, also when the test fails.
 //!
-//! Needs root and `ip` (iproute2, installed by `.ci/run`); otherwise the test says why and
-//! passes without running.
+//! Needs root and `ip` (iproute2, installed by `.ci/run`); otherwise the test says
+//! `SKIP: reason` and passes without running (under `CI=true` a missing `ip` fails).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lightsout_pki::{CertKind, IssueOptions};
 use lightsout_tests::{AgentProcess, Lab, bin};
 
-use crate::rig::{PATIENCE, log_lines, slow_stand_in};
+use lightsout_tests::{PATIENCE, log_lines, slow_stand_in, wait_for_line};
 
 /// Two namespaces and the veth pair between them; all deleted on drop.
 struct Netns {
@@ -116,23 +115,6 @@ impl Drop for Netns {
     }
 }
 
-/// Why this test cannot run here, if it cannot.
-fn unsupported() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    if euid != "0" {
-        return Some(format!("not root (euid {euid})"));
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("the `ip` command (iproute2) is not installed".into());
-    }
-    None
-}
-
 /// Waits for `child` at most `limit`; kills it and panics if it is still running (a hang).
 fn finish(mut child: Child, limit: Duration, what: &str) -> (Output, Duration) {
     let started = Instant::now();
@@ -161,14 +143,6 @@ fn host_result(out: &Output) -> serde_json::Value {
     doc["results"][0].clone()
 }
 
-fn wait_for_line(log: &Path, line: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !log_lines(log).iter().any(|l| l == line) {
-        assert!(Instant::now() < deadline, "{line:?} never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn assert_timeout(out: &Output, elapsed: Duration, deadline: Duration) {
     let host = host_result(out);
     assert_eq!(out.status.code(), Some(1), "{host}");
@@ -186,8 +160,7 @@ fn assert_timeout(out: &Output, elapsed: Duration, deadline: Duration) {
 
 #[test]
 fn a_link_that_disappears_mid_request_is_a_timeout_not_a_hang() {
-    if let Some(reason) = unsupported() {
-        eprintln!("SKIPPED: network namespace test: {reason}");
+    if !lightsout_tests::can_make_netns() {
         return;
     }
     let lab = Lab::new();

@@ -4,20 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lightsout_tests::{Lab, bin};
+use lightsout_tests::{Lab, bin, have, skip_missing};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-fn have(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// Writes an agent bundle into `dir` with the CLI, as an administrator would.
@@ -48,7 +41,7 @@ fn check_config(agent: &Path, config: &Path, home: &Path) -> std::process::Outpu
 #[test]
 fn unit_file_passes_systemd_analyze_verify() {
     if !have("systemd-analyze", "--version") {
-        eprintln!("SKIP: systemd-analyze is not installed (.ci/run installs it)");
+        skip_missing("systemd-analyze", ".ci/run installs systemd");
         return;
     }
     // verify checks that ExecStart exists: point it at the binary we built.
@@ -201,13 +194,14 @@ fn debian_packages_install_into_a_scratch_root_and_run() {
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        eprintln!(
-            "SKIP: cargo-deb is not installed (.ci/run installs it: cargo install cargo-deb --locked)"
+        skip_missing(
+            "cargo-deb",
+            ".ci/run installs it: cargo install cargo-deb --locked",
         );
         return;
     }
     if !have("dpkg-deb", "--version") {
-        eprintln!("SKIP: dpkg-deb is not installed");
+        skip_missing("dpkg-deb", "Debian has it; .ci/run runs there");
         return;
     }
     let out_dir = tempfile::tempdir().unwrap();

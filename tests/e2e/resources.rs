@@ -2,18 +2,15 @@
 //! connections, a flood of handshakes, hundreds of idle authenticated connections and a peer
 //! announcing a 4 GiB frame.
 //!
-//! The `measure_*` tests are ignored by default: they print the figures the README quotes
-//! and take longer (a real default timeout must elapse). Run them with
-//! `cargo test -p lightsout-tests --test e2e measure -- --ignored --nocapture`, and with
-//! `LIGHTSOUT_AGENT_BIN=target/release/lightsout-agent` to measure a release build.
-
-use std::time::{Duration, Instant};
+//! The figures the README quotes (memory holding 1,000 idle TLS connections, how long slow
+//! clients survive the default deadlines) are measured by the benchmark (`bench/`), against
+//! release builds.
 
 use lightsout_protocol::ErrorKind;
 use lightsout_tests::Lab;
 use tokio::io::AsyncWriteExt;
 
-use crate::rig::*;
+use lightsout_tests::*;
 
 /// Growth allowed over the idle agent's resident memory. Generous: the point is "bounded",
 /// not a figure (a leak or a buffered 4 GiB frame would be far beyond it).
@@ -53,10 +50,10 @@ async fn memory_stays_bounded_under_floods() {
     wait_sockets(pid, sockets + 10, false).await;
 
     // A peer announcing a 4 GiB frame: refused from the header, nothing buffered.
-    let mut c = conn(&lab, agent.addr).await;
-    write_raw(c.get_mut(), &header(u32::MAX)).await;
-    c.get_mut().write_all(&[b'x'; 16 * 1024]).await.ok();
-    let response = read_response(&mut c).await;
+    let mut c = RawClient::connect(&lab, agent.addr).await;
+    c.send_raw(&header(u32::MAX)).await;
+    c.stream().write_all(&[b'x'; 16 * 1024]).await.ok();
+    let response = c.response().await;
     assert_error(&response, ErrorKind::BadRequest, "exceeds the maximum");
     figures.push(("after a 4 GiB frame header", rss_kib(pid)));
 
@@ -79,68 +76,4 @@ async fn memory_stays_bounded_under_floods() {
             "{what}: {kib} KiB against {baseline} KiB idle"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement: run with --ignored --nocapture"]
-async fn measure_rss_with_1000_idle_tls_connections() {
-    let lab = Lab::new();
-    // Every flood comes from 127.0.0.1 here, standing for many machines: lift the
-    // per-address handshake cap (tested on its own in hostile.rs).
-    let agent = spawn_agent(
-        &lab,
-        &[
-            "--dry-run",
-            "--max-connections",
-            "2000",
-            "--max-handshakes-per-ip",
-            "2000",
-        ],
-    );
-    let pid = agent.child.id();
-    let sockets = open_sockets(pid);
-    assert_served(&lab, agent.addr).await;
-    let before = rss_kib(pid);
-    let started = Instant::now();
-    let held = tls_many(&lab, agent.addr, 1000, 100).await;
-    let took = started.elapsed();
-    wait_sockets(pid, sockets + 1000, true).await;
-    // Let every connection task settle into its idle read.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(pid);
-    assert_served(&lab, agent.addr).await;
-    eprintln!(
-        "agent VmRSS: {before} KiB idle, {after} KiB holding {} TLS connections \
-         ({:.1} KiB each); 1000 handshakes took {took:?}",
-        held.len(),
-        (after - before) as f64 / held.len() as f64
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement: run with --ignored --nocapture (takes 30 s)"]
-async fn measure_how_long_slow_clients_survive_with_default_settings() {
-    let lab = Lab::new();
-    let agent = spawn_agent(&lab, &["--dry-run"]);
-    let opened = Instant::now();
-    let mut slowloris = tcp(agent.addr).await;
-    slowloris.write_all(&client_hello(&lab)).await.unwrap();
-    let mut silent = tcp(agent.addr).await;
-    let mut quiet = tls(&lab, agent.addr).await;
-    let long = Duration::from_secs(120);
-    expect_closed(&mut slowloris, long).await;
-    eprintln!(
-        "ClientHello then silence: closed after {:?}",
-        opened.elapsed()
-    );
-    expect_closed(&mut silent, long).await;
-    eprintln!(
-        "connected, never a byte: closed after {:?}",
-        opened.elapsed()
-    );
-    expect_closed(&mut quiet, long).await;
-    eprintln!(
-        "TLS established, no request: closed after {:?}",
-        opened.elapsed()
-    );
 }

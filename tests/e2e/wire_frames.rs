@@ -1,8 +1,10 @@
 //! Raw frames from a verified controller: every malformed request gets an error reply with a
 //! stable kind, the connection survives what it can survive, and the framing limits hold.
 
-use lightsout_protocol::{ErrorKind, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, Reply};
-use lightsout_tests::{AgentProcess, Lab, RawClient, expect_error};
+use lightsout_protocol::{
+    ErrorKind, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, Reply, RequestEnvelope,
+};
+use lightsout_tests::{AgentProcess, Lab, RawClient, error_of};
 
 async fn dry_run_agent() -> (Lab, AgentProcess, RawClient) {
     let lab = Lab::new();
@@ -15,7 +17,7 @@ async fn dry_run_agent() -> (Lab, AgentProcess, RawClient) {
 async fn bad_json_then_a_valid_echo_on_the_same_connection() {
     let (_lab, _agent, mut client) = dry_run_agent().await;
     let response = client.call_body(&b"{\"version\":1,\"id\":"[..]).await;
-    let error = expect_error(&response);
+    let error = error_of(&response);
     assert_eq!(error.kind, ErrorKind::BadRequest);
     assert!(error.message.contains("not valid JSON"), "{error:?}");
     assert_eq!(response.id, None, "no id can be read from broken JSON");
@@ -104,7 +106,7 @@ async fn every_recoverable_error_is_answered_and_the_connection_keeps_working() 
     for (i, (body, kind, id, fragment)) in cases.iter().enumerate() {
         let response = client.call_body(body.to_vec()).await;
         let shown = String::from_utf8_lossy(body);
-        let error = expect_error(&response);
+        let error = error_of(&response);
         assert_eq!(error.kind, *kind, "{shown}: {error:?}");
         assert_eq!(response.id.as_deref(), *id, "{shown}");
         assert!(
@@ -120,10 +122,8 @@ async fn every_recoverable_error_is_answered_and_the_connection_keeps_working() 
 async fn an_echo_payload_over_its_limit_is_refused_and_the_connection_stays() {
     let (_lab, _agent, mut client) = dry_run_agent().await;
     let big = "x".repeat(16 * 1024 + 1);
-    let response = client
-        .call(&lightsout_tests::echo_envelope("big", &big))
-        .await;
-    assert_eq!(expect_error(&response).kind, ErrorKind::BadRequest);
+    let response = client.call(&RequestEnvelope::echo("big", &big)).await;
+    assert_eq!(error_of(&response).kind, ErrorKind::BadRequest);
     assert_eq!(response.id.as_deref(), Some("big"));
     client.echo_ok("after-big").await;
 }
@@ -131,9 +131,7 @@ async fn an_echo_payload_over_its_limit_is_refused_and_the_connection_stays() {
 #[tokio::test]
 async fn a_frame_of_exactly_the_maximum_size_is_served() {
     let (_lab, _agent, mut client) = dry_run_agent().await;
-    let mut body = lightsout_tests::echo_envelope("max", "edge")
-        .to_bytes()
-        .to_vec();
+    let mut body = RequestEnvelope::echo("max", "edge").to_bytes().to_vec();
     // JSON allows trailing whitespace: pad to exactly the limit.
     body.resize(MAX_FRAME_LEN, b' ');
     let response = client.call_body(body).await;
@@ -150,7 +148,7 @@ async fn an_oversized_frame_header_gets_bad_request_then_close() {
     let announced = u32::try_from(MAX_FRAME_LEN + 1).unwrap();
     client.send_raw(&announced.to_be_bytes()).await;
     let response = client.recv().await.expect("an error reply before closing");
-    let error = expect_error(&response);
+    let error = error_of(&response);
     assert_eq!(error.kind, ErrorKind::BadRequest);
     assert!(error.message.contains("exceeds the maximum"), "{error:?}");
     assert_eq!(response.id, None);
@@ -163,7 +161,7 @@ async fn an_oversized_frame_header_gets_bad_request_then_close() {
     let mut client = RawClient::connect(&lab, agent.addr).await;
     client.send_raw(&[0xff, 0xff, 0xff, 0xff]).await;
     let response = client.recv().await.expect("an error reply before closing");
-    assert_eq!(expect_error(&response).kind, ErrorKind::BadRequest);
+    assert_eq!(error_of(&response).kind, ErrorKind::BadRequest);
     assert!(client.recv().await.is_none());
 
     RawClient::connect(&lab, agent.addr)
@@ -201,13 +199,9 @@ async fn pipelined_requests_are_answered_in_order() {
     // Three frames in a single write: a bad one between two good ones.
     let mut bytes = Vec::new();
     for body in [
-        lightsout_tests::echo_envelope("p1", "one")
-            .to_bytes()
-            .to_vec(),
+        RequestEnvelope::echo("p1", "one").to_bytes().to_vec(),
         b"garbage".to_vec(),
-        lightsout_tests::echo_envelope("p3", "three")
-            .to_bytes()
-            .to_vec(),
+        RequestEnvelope::echo("p3", "three").to_bytes().to_vec(),
     ] {
         bytes.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
         bytes.extend_from_slice(&body);

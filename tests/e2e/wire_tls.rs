@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use lightsout_pki::{CertKind, TlsFiles};
+use lightsout_protocol::RequestEnvelope;
 use lightsout_tests::{
-    AgentProcess, Lab, PATIENCE, RawClient, client_config, client_config_without_cert,
+    AgentProcess, Lab, RawClient, client_config, client_config_without_cert, client_hello,
     plain_exchange, try_echo,
 };
-use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -71,7 +71,7 @@ async fn plaintext_garbage_and_http_are_refused() {
     still_serves(&lab, &agent).await;
 
     // A frame that would be a valid request, sent without TLS.
-    let body = lightsout_tests::echo_envelope("plain", "x").to_bytes();
+    let body = RequestEnvelope::echo("plain", "x").to_bytes();
     let mut framed = (body.len() as u32).to_be_bytes().to_vec();
     framed.extend_from_slice(&body);
     let got = plain_exchange(agent.addr, &framed).await;
@@ -131,21 +131,6 @@ async fn an_agent_certificate_cannot_be_used_as_a_controller() {
     assert_rejections(&agent, 1, "extended key usage for client authentication");
 }
 
-/// The first flight of a real TLS 1.3 client: a complete ClientHello.
-fn client_hello(lab: &Lab) -> Vec<u8> {
-    let mut conn = rustls::ClientConnection::new(
-        client_config(&lab.controller_files()),
-        ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into()),
-    )
-    .unwrap();
-    let mut hello = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut hello).unwrap();
-    }
-    assert!(hello.len() > 100 && hello[0] == 0x16, "{hello:?}");
-    hello
-}
-
 #[tokio::test]
 async fn abrupt_disconnects_never_disturb_other_clients() {
     let lab = Lab::new();
@@ -175,7 +160,7 @@ async fn abrupt_disconnects_never_disturb_other_clients() {
 
     // A whole request, then a reset before the answer can be read.
     let mut c = RawClient::connect(&lab, addr).await;
-    c.send_body(lightsout_tests::echo_envelope("gone", "x").to_bytes())
+    c.send_body(RequestEnvelope::echo("gone", "x").to_bytes())
         .await
         .unwrap();
     c.reset();
@@ -205,7 +190,7 @@ async fn a_silent_or_stalled_handshake_is_cut_off_by_the_deadline() {
         plain_exchange(agent.addr, bytes).await;
         let took = started.elapsed();
         assert!(
-            took >= Duration::from_secs(1) && took < PATIENCE,
+            took >= Duration::from_secs(1) && took < Duration::from_secs(5),
             "closed after {took:?}"
         );
     }
