@@ -518,11 +518,17 @@ fn restart_wait_sees_each_host_come_back() {
 
 #[test]
 fn wake_direct_and_via_an_agent_to_loopback() {
-    let room = Room::new(&[("lab-01", dry(&[])), ("lab-02", dry(&[]))]);
-    room.prepend_inventory("[hosts.nomac]\naddress = \"127.0.0.9\"\n");
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let port = sink.local_addr().unwrap().port().to_string();
+    // lab-01 relays to the sink's port as well as the standard ones; lab-02 keeps the
+    // default (7 and 9 only).
+    let ports = format!("7,9,{port}");
+    let room = Room::new(&[
+        ("lab-01", dry(&["--wake-ports", &ports])),
+        ("lab-02", dry(&[])),
+    ]);
+    room.prepend_inventory("[hosts.nomac]\naddress = \"127.0.0.9\"\n");
     let packet_for = |mac: &str| -> Vec<u8> {
         let mac: lightsout_protocol::MacAddr = mac.parse().unwrap();
         mac.magic_packet().to_vec()
@@ -589,6 +595,33 @@ fn wake_direct_and_via_an_agent_to_loopback() {
     assert!(
         sink.recv(&mut [0u8; 256]).is_err(),
         "a rehearsal sends nothing"
+    );
+
+    // An agent with the default ports refuses any other port: a certificate that may wake
+    // cannot aim packets at other UDP services on its network.
+    let out = room.run(&[
+        "--json",
+        "wake",
+        "lab-01",
+        "--via",
+        "lab-02",
+        "--broadcast",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]);
+    let error = &out.json()["results"][0]["error"];
+    assert_eq!(error["kind"], "bad_request", "{out:?}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a Wake-on-LAN port this agent sends to (7, 9)"),
+        "{out:?}"
+    );
+    assert!(
+        sink.recv(&mut [0u8; 256]).is_err(),
+        "nothing sent to a port that is not allowed"
     );
 
     // An agent refuses destinations that are not broadcasts of its networks, and a monitor
