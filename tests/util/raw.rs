@@ -193,7 +193,7 @@ impl RawClient {
 
     /// One echo; asserts it succeeded and carried the payload back.
     pub async fn echo_ok(&mut self, payload: &str) {
-        let id = format!("echo-{payload}");
+        let id = new_id();
         let response = self.call(&RequestEnvelope::echo(&id, payload)).await;
         assert_eq!(response.id.as_deref(), Some(id.as_str()));
         match reply_of(&response) {
