@@ -18,5 +18,6 @@ mod power_exec;
 mod privilege;
 mod resources;
 mod smoke;
+mod trust;
 mod wire_frames;
 mod wire_tls;
