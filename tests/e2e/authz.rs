@@ -1,7 +1,6 @@
 //! Who may do what: roles, per-agent policy, revocation, certificate validity and the audit
 //! log, against real agent processes driven by the real controller.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,14 +13,8 @@ const KINDS: [&str; 4] = ["echo", "shutdown", "restart", "cancel"];
 /// Runs the controller as `files` with `--json`; returns (exit code, document).
 fn run_as(lab: &Lab, files: &TlsFiles, args: &[&str]) -> (i32, Value) {
     let out = lab
-        .controller_cmd()
+        .controller_cmd_as(files)
         .arg("--json")
-        .arg("--ca")
-        .arg(&files.ca)
-        .arg("--cert")
-        .arg(&files.cert)
-        .arg("--key")
-        .arg(&files.key)
         .args(args)
         .output()
         .unwrap();
@@ -54,14 +47,6 @@ fn request(kind: &str, target: &str) -> Vec<String> {
         args.push("--include-self".into());
     }
     args
-}
-
-fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -114,7 +99,7 @@ fn roles_get_exactly_their_requests_and_every_attempt_is_audited() {
         }
     }
     // Every attempt has its audit line, with the identity, role and decision.
-    let lines: Vec<Value> = audit_lines(&audit)
+    let lines: Vec<Value> = Lab::audit_lines(&audit)
         .into_iter()
         .filter(|l| l["event"] == "request")
         .collect();
@@ -258,7 +243,7 @@ fn revoked_certificates_are_refused_and_sighup_applies_new_revocations() {
     let (code, doc) = run_as(&lab, &lab.controller_files(), &["echo", &agent.target()]);
     assert_eq!((code, outcome(&doc)), (0, "ok".into()), "{doc}");
     // And the rejections are in the audit log.
-    let audit = audit_lines(&lab.home.dir().join("audit.jsonl"));
+    let audit = lab.audit();
     assert!(
         audit.iter().any(|l| l["event"] == "handshake"
             && l["reason"]

@@ -6,7 +6,6 @@
 //!
 //! Agents run in dry-run or with a stand-in power command in a temporary directory.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,14 +58,8 @@ fn sighup(agent: &AgentProcess) {
 /// Whether `files` can complete an echo with the agent (false: refused at the handshake).
 fn echo_as(lab: &Lab, files: &TlsFiles, agent: &AgentProcess) -> bool {
     let out = lab
-        .controller_cmd()
-        .args(["--json", "--ca"])
-        .arg(&files.ca)
-        .arg("--cert")
-        .arg(&files.cert)
-        .arg("--key")
-        .arg(&files.key)
-        .args(["echo", &agent.target()])
+        .controller_cmd_as(files)
+        .args(["--json", "echo", &agent.target()])
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -76,14 +69,6 @@ fn echo_as(lab: &Lab, files: &TlsFiles, agent: &AgentProcess) -> bool {
     }
     assert_eq!(host["error"]["kind"], "tls", "{doc}");
     false
-}
-
-fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -222,7 +207,7 @@ async fn a_restart_retried_after_the_agent_restarts_is_not_carried_out_again() {
         "executed once: {:?}",
         log_lines(&log)
     );
-    let audit = audit_lines(&lab.home.dir().join("audit.jsonl"));
+    let audit = lab.audit();
     assert!(
         audit.iter().any(|l| l["request_id"] == "restart-then-retry"
             && l["reason"]
@@ -342,7 +327,7 @@ async fn requests_refused_by_the_rate_limit_are_summarised_in_the_audit_log() {
     assert!(refused > 0, "the flood met the rate limit");
     drop(client);
     let lines = poll("the rate-limit summary", || {
-        let lines = audit_lines(&audit_path);
+        let lines = Lab::audit_lines(&audit_path);
         lines
             .iter()
             .any(|l| l["event"] == "rate_limit")
@@ -386,7 +371,7 @@ async fn a_request_on_a_connection_revoked_since_it_opened_is_audited_with_its_i
         .await;
     assert_eq!(response.id.as_deref(), Some("after-revocation"));
     assert_eq!(error_kind(&response), Some(ErrorKind::NotAllowed));
-    let audit = audit_lines(&lab.home.dir().join("audit.jsonl"));
+    let audit = lab.audit();
     let line = audit
         .iter()
         .find(|l| l["request_id"] == "after-revocation")
@@ -436,7 +421,7 @@ async fn client_text_never_reaches_the_logs_raw() {
             && !logs.contains("\nINFO forged"),
         "a forged line reached the log:\n{logs}"
     );
-    for line in audit_lines(&lab.home.dir().join("audit.jsonl")) {
+    for line in lab.audit() {
         let text = line.to_string();
         assert!(
             !text.contains('\u{202e}') && !text.contains("\\u001b"),

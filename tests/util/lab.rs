@@ -85,6 +85,32 @@ impl Lab {
         cmd
     }
 
+    /// `lightsout` as the holder of `files` (`--ca --cert --key`), with this lab's home.
+    pub fn controller_cmd_as(&self, files: &TlsFiles) -> Command {
+        let mut cmd = self.controller_cmd();
+        cmd.arg("--ca")
+            .arg(&files.ca)
+            .arg("--cert")
+            .arg(&files.cert)
+            .arg("--key")
+            .arg(&files.key);
+        cmd
+    }
+
+    /// The lines of the agent audit log at `path` (none if it does not exist yet), parsed.
+    pub fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The lab's own agents' audit log (`HOME/audit.jsonl`).
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        Self::audit_lines(&self.home.dir().join("audit.jsonl"))
+    }
+
     /// The (admin) controller's client TLS configuration.
     pub fn client_tls(&self) -> Arc<ClientConfig> {
         crate::client_config(&self.controller_files())
