@@ -297,7 +297,7 @@ impl AuditLog {
         }
     }
 
-    /// Records a refused TLS handshake, at most [`REJECTIONS_PER_WINDOW`] per 10 s; beyond,
+    /// Records a refused TLS handshake, at most `REJECTIONS_PER_WINDOW` per 10 s; beyond,
     /// rejections are counted and one summary line is written when the window ends.
     /// Returns whether this one was written (callers log at the same rate).
     pub fn handshake_rejected(&self, peer: SocketAddr, reason: &str) -> bool {

@@ -27,10 +27,10 @@ pub struct Limits {
     /// How long in-flight requests may take to finish after a stop signal.
     pub shutdown_grace: Duration,
     /// Requests one connection may send per second (and in a burst); more are answered
-    /// with `busy` and not carried out (see [`crate::rate`]).
+    /// with `busy` and not carried out (see `crate::rate`).
     pub max_requests_per_sec: u32,
     /// TLS handshakes in progress from one source address; more are closed at once (see
-    /// [`crate::handshakes`]).
+    /// `crate::handshakes`).
     pub max_handshakes_per_ip: usize,
 }
 

@@ -19,7 +19,7 @@
 //!   audit → commit → reply → execute.
 //! - `cmd`: the requests that run at once (echo, cancel, wake), one module each.
 //! - `state`: the state every request may read, and who is asking.
-//! - [`power`]: the pending action (reserved, committed), the agent-side timer, the command.
+//! - `power`: the pending action (reserved, committed), the agent-side timer, the command.
 //! - [`replay`]: the replay memory: replies to recent power requests (at-most-once),
 //!   per certificate, kept across restarts.
 //! - [`audit`]: one JSON line per request; power actions fail closed without it.
@@ -31,7 +31,7 @@
 //! - [`config`]: the validated [`Config`] and its [`Limits`]; [`resolve`] builds it from the
 //!   command line ([`cli`]), the environment and the file ([`settings`]).
 //! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
-//! - [`privilege`]: whether this process may power the machine off.
+//! - `privilege`: whether this process may power the machine off.
 
 pub mod access;
 pub mod audit;
@@ -44,8 +44,8 @@ pub(crate) mod handshakes;
 pub(crate) mod health;
 pub mod listener;
 pub mod policy;
-pub mod power;
-pub mod privilege;
+pub(crate) mod power;
+pub(crate) mod privilege;
 pub(crate) mod rate;
 pub mod replay;
 pub(crate) mod request;
