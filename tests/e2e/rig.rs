@@ -206,6 +206,29 @@ pub async fn tls_eventually(lab: &Lab, addr: SocketAddr) -> Tls {
     }
 }
 
+/// A framed TLS connection from source address `from` (any 127.x.y.z stands for another
+/// machine on loopback) with the client configuration `config` (another certificate), or
+/// `None` when the agent closes it before the handshake completes.
+pub async fn conn_from(
+    config: Arc<ClientConfig>,
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+) -> Option<Conn> {
+    let attempt = async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(SocketAddr::new(from, 0)).ok()?;
+        let stream = socket.connect(addr).await.ok()?;
+        stream.set_nodelay(true).ok()?;
+        let name = ServerName::try_from("localhost").ok()?;
+        let tls = TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .ok()?;
+        Some(Framed::new(tls, FrameCodec::new()))
+    };
+    tokio::time::timeout(PATIENCE, attempt).await.ok().flatten()
+}
+
 /// A framed TLS connection as the lab's controller.
 pub async fn conn(lab: &Lab, addr: SocketAddr) -> Conn {
     Framed::new(tls(lab, addr).await, FrameCodec::new())
