@@ -5,8 +5,10 @@
 //! lines (echo, refusals, rehearsals) are written without fsync and a failure to write them
 //! is logged but refuses nothing — a full disk must not stop health checks.
 //!
-//! Handshake rejections come from the network, not from an authenticated caller, so they are
-//! rate-limited: a flood cannot fill the disk.
+//! Handshake rejections come from the network, not from an authenticated caller, and
+//! connections refused over a connection cap come in floods by nature, so both are
+//! rate-limited (each in its own window): a flood cannot fill the disk, and what is not
+//! written is counted in a summary line.
 
 use std::fs::File;
 use std::io::Write;
@@ -75,6 +77,9 @@ pub enum Event {
     /// Requests of one connection refused by its rate limit, counted in the reason: one
     /// line per connection at least once a minute and at its end, not one per request.
     RateLimit,
+    /// An authenticated connection refused over a connection cap (per address, per
+    /// certificate, or the slots reserved for other roles).
+    Connection,
 }
 
 /// Whether the agent let a request through (policy, replay memory, limits).
@@ -224,6 +229,7 @@ pub struct AuditLog {
     path: PathBuf,
     file: Mutex<Option<File>>,
     rejections: Mutex<RejectionWindow>,
+    refusals: Mutex<RejectionWindow>,
 }
 
 #[derive(Debug)]
@@ -233,17 +239,48 @@ struct RejectionWindow {
     suppressed: u32,
 }
 
+impl RejectionWindow {
+    fn new() -> Mutex<Self> {
+        Mutex::new(Self {
+            started: Instant::now(),
+            written: 0,
+            suppressed: 0,
+        })
+    }
+
+    /// Whether one more line may be written in this window, and how many were suppressed
+    /// in the window that just ended (if one ended with suppressed lines).
+    fn admit(window: &Mutex<Self>) -> (bool, Option<u32>) {
+        let mut w = window.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut summary = None;
+        if w.started.elapsed() >= REJECTION_WINDOW {
+            if w.suppressed > 0 {
+                summary = Some(w.suppressed);
+            }
+            *w = Self {
+                started: Instant::now(),
+                written: 0,
+                suppressed: 0,
+            };
+        }
+        if w.written < REJECTIONS_PER_WINDOW {
+            w.written += 1;
+            (true, summary)
+        } else {
+            w.suppressed += 1;
+            (false, summary)
+        }
+    }
+}
+
 impl AuditLog {
     /// An audit log at `path` (created on first write, mode 0600).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
             file: Mutex::new(None),
-            rejections: Mutex::new(RejectionWindow {
-                started: Instant::now(),
-                written: 0,
-                suppressed: 0,
-            }),
+            rejections: RejectionWindow::new(),
+            refusals: RejectionWindow::new(),
         }
     }
 
@@ -301,30 +338,7 @@ impl AuditLog {
     /// rejections are counted and one summary line is written when the window ends.
     /// Returns whether this one was written (callers log at the same rate).
     pub fn handshake_rejected(&self, peer: SocketAddr, reason: &str) -> bool {
-        let (write, summary) = {
-            let mut w = self
-                .rejections
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let mut summary = None;
-            if w.started.elapsed() >= REJECTION_WINDOW {
-                if w.suppressed > 0 {
-                    summary = Some(w.suppressed);
-                }
-                *w = RejectionWindow {
-                    started: Instant::now(),
-                    written: 0,
-                    suppressed: 0,
-                };
-            }
-            if w.written < REJECTIONS_PER_WINDOW {
-                w.written += 1;
-                (true, summary)
-            } else {
-                w.suppressed += 1;
-                (false, summary)
-            }
-        };
+        let (write, summary) = RejectionWindow::admit(&self.rejections);
         if let Some(n) = summary {
             warn!(
                 suppressed = n,
@@ -340,6 +354,39 @@ impl AuditLog {
         }
         write
     }
+
+    /// Records an authenticated connection from `peer` as `who` refused over a connection
+    /// cap, at the same rate as handshake rejections (in a window of its own). Returns whether
+    /// this one was written (callers log at the same rate).
+    pub fn connection_refused(&self, peer: SocketAddr, who: &Identity, reason: &str) -> bool {
+        let (write, summary) = RejectionWindow::admit(&self.refusals);
+        if let Some(n) = summary {
+            warn!(
+                suppressed = n,
+                "connection refusals were rate-limited in the last window"
+            );
+            let mut entry = connection_entry(peer, who, "");
+            entry.reason = Some(format!(
+                "{n} further connection refusals suppressed (rate limit)"
+            ));
+            entry.identity = None;
+            entry.fingerprint = None;
+            entry.role = None;
+            self.write_best_effort(&entry);
+        }
+        if write {
+            self.write_best_effort(&connection_entry(peer, who, reason));
+        }
+        write
+    }
+}
+
+fn connection_entry(peer: SocketAddr, who: &Identity, reason: &str) -> AuditEntry {
+    let mut entry = AuditEntry::request(peer, who, false);
+    entry.event = Event::Connection;
+    entry.reason = Some(reason.to_owned());
+    entry.outcome = AuditOutcome::Error(ErrorKind::Busy);
+    entry
 }
 
 fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
@@ -388,6 +435,7 @@ pub fn format_entry(e: &AuditEntry) -> String {
         (None, Event::Request) => "request",
         (None, Event::Handshake) => "handshake",
         (None, Event::RateLimit) => "rate_limit",
+        (None, Event::Connection) => "connect",
     };
     let decision = match e.decision {
         Decision::Allowed => "allowed",
@@ -475,5 +523,30 @@ mod tests {
             tail(log.path(), 1000).unwrap().len(),
             REJECTIONS_PER_WINDOW as usize
         );
+    }
+
+    #[test]
+    fn connection_refusals_are_rate_limited_apart_from_handshakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"));
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for _ in 0..100 {
+            log.handshake_rejected(peer, "no certificate");
+        }
+        let who = Identity {
+            name: "mon".into(),
+            fingerprint: "ff".into(),
+            role: Some("monitor".into()),
+            serial: "01".into(),
+        };
+        let written = (0..100)
+            .filter(|_| log.connection_refused(peer, &who, "per certificate"))
+            .count();
+        assert_eq!(written, REJECTIONS_PER_WINDOW as usize);
+        let last = tail(log.path(), 1).unwrap().pop().unwrap().unwrap();
+        assert_eq!(last.event, Event::Connection);
+        assert_eq!(last.outcome, AuditOutcome::Error(ErrorKind::Busy));
+        assert_eq!(last.role.as_deref(), Some("monitor"));
+        assert!(format_entry(&last).contains("connect"));
     }
 }

@@ -108,6 +108,21 @@ pub struct Args {
         env = "LIGHTSOUT_WAKE_PORTS"
     )]
     pub wake_ports: Option<Vec<u16>>,
+    /// Authenticated connections from one source address (an IPv4 address or an IPv6 /64);
+    /// more are answered `busy` and closed [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Authenticated connections with one certificate; more are answered `busy` and closed
+    /// [default: 32].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_cert: Option<usize>,
+    /// Of --max-connections, the last ones only --reserved-roles may take, so that an
+    /// administrator always gets in; at most half of --max-connections [default: 32].
+    #[arg(long, value_name = "N")]
+    pub reserved_connections: Option<usize>,
+    /// Roles that may take the reserved connections, comma-separated [default: admin].
+    #[arg(long, value_name = "ROLE,...", value_delimiter = ',')]
+    pub reserved_roles: Option<Vec<String>>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 10].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,

@@ -32,6 +32,17 @@ pub struct Limits {
     /// TLS handshakes in progress from one source address; more are closed at once (see
     /// `crate::handshakes`).
     pub max_handshakes_per_ip: usize,
+    /// Authenticated connections from one source address (an IPv4 address or an IPv6 /64);
+    /// more are answered `busy` and closed (see [`crate::admission`]).
+    pub max_connections_per_ip: usize,
+    /// Authenticated connections with one certificate (fingerprint); more are answered `busy`
+    /// and closed.
+    pub max_connections_per_cert: usize,
+    /// Of `max_connections`, the last slots that only `reserved_roles` may take; at most half
+    /// of them (see [`Limits::reserved_slots`]).
+    pub reserved_connections: usize,
+    /// The roles that may take the reserved slots (by default `admin`).
+    pub reserved_roles: Vec<String>,
 }
 
 impl Default for Limits {
@@ -45,6 +56,10 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(10),
             max_requests_per_sec: 100,
             max_handshakes_per_ip: 16,
+            max_connections_per_ip: 64,
+            max_connections_per_cert: 32,
+            reserved_connections: 32,
+            reserved_roles: vec!["admin".to_owned()],
         }
     }
 }
@@ -54,6 +69,13 @@ impl Default for Limits {
 pub const MIN_FRAME_LEN: usize = 4096;
 
 impl Limits {
+    /// The slots kept for reserved roles: `reserved_connections`, but at most half of
+    /// `max_connections`, so that a small connection cap (`--max-connections 4`) still
+    /// admits other roles without having to lower the reserve as well.
+    pub fn reserved_slots(&self) -> usize {
+        self.reserved_connections.min(self.max_connections / 2)
+    }
+
     /// Checks that the limits make sense together.
     ///
     /// # Errors
@@ -86,11 +108,26 @@ impl Limits {
             ("max_connections", self.max_connections == 0),
             ("max_requests_per_sec", self.max_requests_per_sec == 0),
             ("max_handshakes_per_ip", self.max_handshakes_per_ip == 0),
+            ("max_connections_per_ip", self.max_connections_per_ip == 0),
+            (
+                "max_connections_per_cert",
+                self.max_connections_per_cert == 0,
+            ),
             ("handshake_timeout", self.handshake_timeout.is_zero()),
             ("idle_timeout", self.idle_timeout.is_zero()),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, zero)| *zero) {
             return bad(name, format!("{name} must be greater than 0"));
+        }
+        if let Some(role) = self
+            .reserved_roles
+            .iter()
+            .find(|r| r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return bad(
+                "reserved_roles",
+                format!("reserved_roles: {role:?} is not a role name"),
+            );
         }
         Ok(())
     }
@@ -174,13 +211,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_reserve_is_at_most_half_the_connections() {
+        let limits = |max_connections| Limits {
+            max_connections,
+            ..Limits::default()
+        };
+        assert_eq!(limits(512).reserved_slots(), 32);
+        assert_eq!(limits(20).reserved_slots(), 10);
+        assert_eq!(limits(1).reserved_slots(), 0);
+    }
+
+    #[test]
     fn defaults_are_valid() {
         assert_eq!(Limits::default().validate(), Ok(()));
     }
 
     #[test]
     fn out_of_range_limits_are_named() {
-        let cases: [(&str, Limits); 5] = [
+        let cases: [(&str, Limits); 6] = [
             (
                 "max_frame_len",
                 Limits {
@@ -214,6 +262,13 @@ mod tests {
                 "max_requests_per_sec",
                 Limits {
                     max_requests_per_sec: 0,
+                    ..Limits::default()
+                },
+            ),
+            (
+                "reserved_roles",
+                Limits {
+                    reserved_roles: vec![String::new()],
                     ..Limits::default()
                 },
             ),

@@ -1,5 +1,6 @@
-//! One client connection: TLS handshake under a deadline, then a loop of framed requests,
-//! each answered before the next is read. Requests over the connection's rate limit are
+//! One client connection: TLS handshake under a deadline, admission (the caps on
+//! authenticated connections; a refused one has its first request answered `busy`, naming
+//! the cap), then a loop of framed requests, each answered before the next is read. Requests over the connection's rate limit are
 //! answered `busy` without being carried out; a reply too large for a frame becomes an error
 //! reply; a stopping agent abandons handshakes and idle connections at once.
 //!
@@ -22,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::admission::{Admission, Refusal};
 use crate::audit::{AuditEntry, AuditOutcome, Event};
 use crate::handshakes::HandshakeSlot;
 use crate::rate::TokenBucket;
@@ -153,13 +155,48 @@ impl Replier for FrameReplier<'_> {
     }
 }
 
+/// Refuses an authenticated connection over a cap: audits it (rate-limited), answers its
+/// first request — or, when none comes within [`CLOSE_TIMEOUT`], the connection — with `busy`
+/// saying which cap, and closes. Reading the request first matters: a request left unread
+/// when the socket closes turns the close into a reset, and the client would see "connection
+/// reset" instead of the reason. Bounded: three [`CLOSE_TIMEOUT`]s at most.
+async fn refuse(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    caller: &Caller,
+    refusal: &Refusal,
+    shared: &Shared,
+) {
+    let reason = refusal.to_string();
+    let logged = match &shared.config.audit {
+        Some(audit) => audit.connection_refused(caller.peer, &caller.identity, &reason),
+        None => true,
+    };
+    if logged {
+        warn!(peer = %caller.peer, identity = %caller.identity.name,
+              role = caller.identity.role.as_deref().unwrap_or("-"), %refusal,
+              "authenticated connection refused");
+    }
+    let limits = &shared.config.limits;
+    let mut framed = Framed::new(tls, FrameCodec::with_max_len(limits.max_frame_len));
+    let id = match timeout(CLOSE_TIMEOUT, framed.next()).await {
+        Ok(Some(Ok(body))) => lightsout_protocol::request::peek_id(&body),
+        _ => None,
+    };
+    let reply = Response::error(id, ErrorKind::Busy, reason);
+    let _ = timeout(CLOSE_TIMEOUT, framed.send(reply.to_bytes())).await;
+    let _ = timeout(CLOSE_TIMEOUT, framed.get_mut().shutdown()).await;
+}
+
 /// Serves one accepted TCP connection to completion.
-/// `handshake` holds the peer address's place among handshakes in progress; it is released
-/// as soon as the handshake is over.
+/// `handshake_slot` holds the peer address's place among handshakes in progress; it is
+/// released once the connection is admitted, or when a refused one is closed (so refusals, too,
+/// count against the per-address handshake cap while they last). `admission` gives the
+/// authenticated connection its place, or refuses it.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     handshake_slot: HandshakeSlot,
+    admission: Arc<Admission>,
     shared: Arc<Shared>,
 ) {
     // Small request/response frames would otherwise meet Nagle + delayed ACK (~40 ms).
@@ -179,7 +216,6 @@ pub async fn serve(
         }
         handshake = timeout(limits.handshake_timeout, acceptor.accept(stream)) => handshake,
     };
-    drop(handshake_slot);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -203,11 +239,23 @@ pub async fn serve(
         Some(cert) => identity(cert),
         None => return,
     };
+    let caller = Caller {
+        peer,
+        identity: who,
+    };
+    let _admitted = match admission.try_admit(peer.ip(), &caller.identity) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            refuse(tls, &caller, &refusal, &shared).await;
+            return;
+        }
+    };
+    drop(handshake_slot);
     // A certificate's name is text its holder chose: never raw into a log line.
-    let span = info_span!("conn", %peer, identity = %lightsout_protocol::text::sanitize(&who.name));
+    let span = info_span!("conn", %peer, identity = %lightsout_protocol::text::sanitize(&caller.identity.name));
     async move {
-        info!(fingerprint = %who.fingerprint, role = who.role.as_deref().unwrap_or("-"), "client connected");
-        let caller = Caller { peer, identity: who };
+        info!(fingerprint = %caller.identity.fingerprint,
+              role = caller.identity.role.as_deref().unwrap_or("-"), "client connected");
         let mut framed = Framed::new(tls, FrameCodec::with_max_len(limits.max_frame_len));
         let mut served = 0u64;
         let mut bucket = TokenBucket::per_second(limits.max_requests_per_sec);
@@ -231,7 +279,10 @@ pub async fn serve(
                     let reply = Response::error(
                         None,
                         ErrorKind::BadRequest,
-                        format!("frame exceeds the maximum of {} bytes", limits.max_frame_len),
+                        format!(
+                            "frame exceeds the maximum of {} bytes",
+                            limits.max_frame_len
+                        ),
                     );
                     audit_refusal(&shared, &caller, None, &reply);
                     let _ = timeout(CLOSE_TIMEOUT, framed.send(reply.to_bytes())).await;

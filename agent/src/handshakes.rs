@@ -58,7 +58,7 @@ impl PendingHandshakes {
 
 /// What counts as one source: an IPv4 address (IPv4-mapped IPv6 included), or an IPv6 /64 —
 /// one IPv6 machine can pick any address in its /64, so counting addresses would not limit it.
-fn source(ip: IpAddr) -> IpAddr {
+pub(crate) fn source(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
             u128::from(v6) & !u128::from(u64::MAX),

@@ -13,8 +13,10 @@
 //! `shared/tools/modcycles.py agent/src`).
 //! - [`server`]: [`run`], the accept loop, connection cap and graceful shutdown.
 //! - [`listener`]: binding the listening socket (SO_REUSEADDR, dual-stack, deep backlog).
-//! - `connection`: one client: handshake deadline, framed reads with an idle deadline, the
-//!   rate limit, replies as frames.
+//! - `connection`: one client: handshake deadline, admission, framed reads with an idle
+//!   deadline, the rate limit, replies as frames.
+//! - `admission`: authenticated connections capped per source address and per certificate,
+//!   and the last slots kept for reserved roles.
 //! - `request`: one request's path, top to bottom: decode → decide → remember → reserve →
 //!   audit → commit → reply → execute.
 //! - `cmd`: the requests that run at once (echo, cancel, wake), one module each.
@@ -34,6 +36,7 @@
 //! - `privilege`: whether this process may power the machine off.
 
 pub mod access;
+pub(crate) mod admission;
 pub mod audit;
 pub mod cli;
 pub(crate) mod cmd;

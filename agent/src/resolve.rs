@@ -167,6 +167,10 @@ fn limits(args: &Args, file: &FileSettings) -> Result<Limits, ConfigError> {
         shutdown_grace_secs: args.shutdown_grace,
         max_requests_per_sec: args.max_requests_per_sec,
         max_handshakes_per_ip: args.max_handshakes_per_ip,
+        max_connections_per_ip: args.max_connections_per_ip,
+        max_connections_per_cert: args.max_connections_per_cert,
+        reserved_connections: args.reserved_connections,
+        reserved_roles: args.reserved_roles.clone(),
     };
     let limits = from_command_line.apply(&file.limits.apply(&Limits::default()));
     limits.validate()?;
@@ -279,16 +283,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let file = FileSettings::parse(
-            "listen = \"127.0.0.1:7001\"\ndry_run = true\n[limits]\nmax_connections = 7\nidle_timeout_secs = 3\n[audit]\npath = \"from-file.jsonl\"\n",
+            "listen = \"127.0.0.1:7001\"\ndry_run = true\n[limits]\nmax_connections = 7\nidle_timeout_secs = 3\nreserved_roles = [\"admin\", \"ops\"]\nmax_connections_per_cert = 5\n[audit]\npath = \"from-file.jsonl\"\n",
             &dir.path().join("agent.toml"),
         )
         .unwrap();
         let home_arg = home.to_str().unwrap();
         let r = Config::resolve(
-            &args(&["--home", home_arg, "--max-connections", "9"]),
+            &args(&[
+                "--home",
+                home_arg,
+                "--max-connections",
+                "9",
+                "--reserved-roles",
+                "admin,oncall",
+            ]),
             &file,
         )
         .unwrap();
+        assert_eq!(r.config.limits.reserved_roles, ["admin", "oncall"]);
+        assert_eq!(r.config.limits.max_connections_per_cert, 5, "file");
         assert_eq!(
             r.listen,
             "127.0.0.1:7001".parse().unwrap(),

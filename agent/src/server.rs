@@ -1,5 +1,9 @@
 //! The accept loop: connection cap, graceful shutdown.
 //!
+//! Connections are admitted here before anyone has proved who they are (the connection and
+//! handshake caps); once the handshake tells who they are, `connection` takes their place in
+//! the per-address, per-certificate and reserved-slot counts of `admission`.
+//!
 //! [`run`] takes an already bound listener and a stop future, so `main` stays thin and tests
 //! start agents in-process on `127.0.0.1:0` with no sleeps and no port races.
 
@@ -13,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::handshakes::PendingHandshakes;
 use crate::health::HealthProbe;
@@ -37,6 +42,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     });
     let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     let handshakes = PendingHandshakes::new(shared.config.limits.max_handshakes_per_ip);
+    let admission = Admission::new(&shared.config.limits);
     info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         dry_run = shared.config.dry_run,
@@ -71,8 +77,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
                         drop(stream);
                         continue;
                     };
+                    let admission = admission.clone();
                     tasks.spawn(async move {
-                        crate::connection::serve(stream, peer, handshake, shared).await;
+                        crate::connection::serve(stream, peer, handshake, admission, shared).await;
                         drop(permit);
                     });
                 }

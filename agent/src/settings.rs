@@ -96,6 +96,14 @@ pub struct LimitsSection {
     pub max_requests_per_sec: Option<u32>,
     /// TLS handshakes in progress from one source address.
     pub max_handshakes_per_ip: Option<usize>,
+    /// Authenticated connections from one source address.
+    pub max_connections_per_ip: Option<usize>,
+    /// Authenticated connections with one certificate.
+    pub max_connections_per_cert: Option<usize>,
+    /// Connections kept for the reserved roles.
+    pub reserved_connections: Option<usize>,
+    /// Roles that may take the reserved connections.
+    pub reserved_roles: Option<Vec<String>>,
 }
 
 /// `Limits::validate` names the limits as the command line does; say it with the file's keys.
@@ -128,6 +136,19 @@ impl LimitsSection {
             max_handshakes_per_ip: self
                 .max_handshakes_per_ip
                 .unwrap_or(base.max_handshakes_per_ip),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(base.max_connections_per_ip),
+            max_connections_per_cert: self
+                .max_connections_per_cert
+                .unwrap_or(base.max_connections_per_cert),
+            reserved_connections: self
+                .reserved_connections
+                .unwrap_or(base.reserved_connections),
+            reserved_roles: self
+                .reserved_roles
+                .clone()
+                .unwrap_or_else(|| base.reserved_roles.clone()),
         }
     }
 }
@@ -278,6 +299,11 @@ mod tests {
             Some(Path::new("/etc/lightsout/agent-bundle.pem"))
         );
         assert_eq!(s.log_format, Some(crate::cli::LogFormat::Text));
+        let limits = s.limits.apply(&crate::Limits::default());
+        assert_eq!(limits.max_connections_per_ip, 64);
+        assert_eq!(limits.max_connections_per_cert, 32);
+        assert_eq!(limits.reserved_connections, 32);
+        assert_eq!(limits.reserved_roles, ["admin"]);
     }
 
     #[test]

@@ -211,14 +211,17 @@ fn spawn_agent(
 ) -> anyhow::Result<Spawned> {
     let mut cmd = procs::command(&bins.agent);
     // --dry-run always: the benchmark must never be able to power anything off.
-    // The per-connection rate limit (100/s by default) and the per-address handshake cap
-    // (16) protect agents from one noisy client; the round-trip, throughput and
-    // held-connection loops are that client on purpose (one address standing for many).
+    // The per-connection rate limit (100/s by default), the per-address handshake cap (16)
+    // and the per-address and per-certificate caps on connections (64, 32) protect agents
+    // from one noisy client; the round-trip, throughput and held-connection loops are that
+    // client on purpose (one address and one certificate standing for many).
     cmd.arg("--dry-run")
         .arg("--listen")
         .arg(listen.to_string())
         .args(["--max-requests-per-sec", "1000000"])
         .args(["--max-handshakes-per-ip", "100000"])
+        .args(["--max-connections-per-ip", "100000"])
+        .args(["--max-connections-per-cert", "100000"])
         .args(extra)
         .env("LIGHTSOUT_HOME", &lab.home)
         .env_remove("RUST_LOG");

@@ -331,7 +331,8 @@ fn a_host_that_never_answers_times_out_at_the_deadline() {
 fn a_wide_fan_out_fits_under_a_low_soft_open_files_limit() {
     let lab = Lab::new();
     // One agent standing for 300 hosts, reached on 300 loopback addresses (it listens on
-    // every address; only 127.0.0.0/8 is dialled): lift its per-address handshake cap.
+    // every address; only 127.0.0.0/8 is dialled): lift its per-address handshake cap and its
+    // per-address and per-certificate connection caps.
     let agent = AgentProcess::start(
         &lab,
         &[
@@ -339,6 +340,10 @@ fn a_wide_fan_out_fits_under_a_low_soft_open_files_limit() {
             "--listen",
             "0.0.0.0:0",
             "--max-handshakes-per-ip",
+            "1000",
+            "--max-connections-per-ip",
+            "1000",
+            "--max-connections-per-cert",
             "1000",
         ],
     );

@@ -4,6 +4,7 @@
 
 mod at_most_once;
 mod authz;
+mod caps;
 mod controller_cli;
 mod faults;
 mod hostile;

@@ -19,8 +19,9 @@ const MAX_GROWTH_KIB: u64 = 64 * 1024;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_stays_bounded_under_floods() {
     let lab = Lab::new();
-    // Every flood comes from 127.0.0.1 here, standing for many machines: lift the
-    // per-address handshake cap (tested on its own in hostile.rs).
+    // Every flood comes from 127.0.0.1 with one certificate here, standing for many
+    // machines: lift the per-address and per-certificate caps (tested in hostile.rs and
+    // caps.rs).
     let agent = spawn_agent(
         &lab,
         &[
@@ -28,6 +29,10 @@ async fn memory_stays_bounded_under_floods() {
             "--max-connections",
             "2000",
             "--max-handshakes-per-ip",
+            "2000",
+            "--max-connections-per-ip",
+            "2000",
+            "--max-connections-per-cert",
             "2000",
         ],
     );

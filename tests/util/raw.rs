@@ -133,6 +133,28 @@ impl RawClient {
         Self::from_stream(tls(lab, addr).await)
     }
 
+    /// Connects from source address `from` (any 127.x.y.z stands for another machine on
+    /// loopback) with `config` (another certificate); `None` when the agent closes the
+    /// connection before the handshake completes, or after [`PATIENCE`].
+    pub async fn connect_from(
+        config: Arc<ClientConfig>,
+        from: std::net::IpAddr,
+        addr: SocketAddr,
+    ) -> Option<Self> {
+        let attempt = async {
+            let socket = tokio::net::TcpSocket::new_v4().ok()?;
+            socket.bind(SocketAddr::new(from, 0)).ok()?;
+            let stream = socket.connect(addr).await.ok()?;
+            stream.set_nodelay(true).ok()?;
+            let tls = TlsConnector::from(config)
+                .connect(server_name(addr), stream)
+                .await
+                .ok()?;
+            Some(Self::from_stream(tls))
+        };
+        tokio::time::timeout(PATIENCE, attempt).await.ok().flatten()
+    }
+
     /// Wraps an established TLS stream.
     pub fn from_stream(tls: Tls) -> Self {
         Self {
