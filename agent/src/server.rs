@@ -25,6 +25,16 @@ use crate::power::PowerController;
 use crate::rate::WakeBudget;
 use crate::state::Shared;
 
+/// Records a connection closed at accept (before any TLS) in the audit log, with the handshake
+/// rejections: rate-limited with a summary, so a flood costs neither the disk nor the journal.
+/// Returns whether this one was written (the caller logs at the same rate).
+fn refused_at_accept(shared: &Shared, peer: std::net::SocketAddr, reason: &str) -> bool {
+    match &shared.config.audit {
+        Some(audit) => audit.handshake_rejected(peer, reason),
+        None => true,
+    }
+}
+
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight
 /// requests finish and reply (within `limits.shutdown_grace`), and returns.
 ///
@@ -65,15 +75,24 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         // Closing at once is the cheapest possible answer and leaves the
                         // connections already admitted untouched.
-                        warn!(%peer, limit = shared.config.limits.max_connections,
-                              "connection limit reached, closing new connection");
+                        let limit = shared.config.limits.max_connections;
+                        if refused_at_accept(&shared, peer, &format!(
+                            "closed before the TLS handshake: the agent serves at most {limit} connections (max_connections)"
+                        )) {
+                            warn!(%peer, limit, "connection limit reached, closing new connection");
+                        }
                         drop(stream);
                         continue;
                     };
                     let shared = shared.clone();
                     let Some(handshake) = handshakes.try_begin(peer.ip()) else {
-                        warn!(%peer, limit = shared.config.limits.max_handshakes_per_ip,
-                              "too many handshakes in progress from this address, closing new connection");
+                        let limit = shared.config.limits.max_handshakes_per_ip;
+                        if refused_at_accept(&shared, peer, &format!(
+                            "closed before the TLS handshake: {limit} handshakes already in progress from this address (max_handshakes_per_ip)"
+                        )) {
+                            warn!(%peer, limit,
+                                  "too many handshakes in progress from this address, closing new connection");
+                        }
                         drop(stream);
                         continue;
                     };

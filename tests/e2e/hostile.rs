@@ -453,9 +453,12 @@ async fn hundreds_of_connections_reset_at_once() {
 async fn beyond_max_connections_new_connections_are_closed_and_existing_ones_unaffected() {
     let lab = Lab::new();
     let cap = 4;
+    let audit_path = lab.dir.path().join("audit.jsonl");
+    let audit = std::sync::Arc::new(lightsout_agent::audit::AuditLog::new(&audit_path));
     let agent = InProc::start(&lab, |c| {
         patient(c);
         c.limits.max_connections = cap;
+        c.audit = Some(audit);
     })
     .await;
     let mut admitted = Vec::new();
@@ -475,6 +478,17 @@ async fn beyond_max_connections_new_connections_are_closed_and_existing_ones_una
     for c in &mut admitted {
         c.assert_usable().await;
     }
+    // Each refusal is in the audit log, naming the cap.
+    let refused = Lab::audit_lines(&audit_path)
+        .into_iter()
+        .filter(|l| {
+            l["event"] == "handshake"
+                && l["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("(max_connections)"))
+        })
+        .count();
+    assert_eq!(refused, 3);
     // A slot freed is a slot usable again (the release is asynchronous: retry briefly).
     drop(admitted.pop());
     assert_served_eventually(&lab, agent.addr).await;
