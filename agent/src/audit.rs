@@ -254,7 +254,11 @@ impl AuditLog {
         *self.file.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Appends `entry`; with `durable`, also waits until it is on disk.
+    /// Appends `entry`; with `durable`, also waits until it is on disk. The single writer of
+    /// the log.
+    ///
+    /// A failed append leaves the file as it was: a line torn by a full disk is truncated
+    /// away, so the next line does not start in the middle of it (and become unreadable).
     ///
     /// # Errors
     /// The file cannot be opened, written or synced.
@@ -264,18 +268,22 @@ impl AuditLog {
         let mut slot = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         let result = (|| {
             if slot.is_none() {
-                let mut opts = std::fs::OpenOptions::new();
-                opts.create(true).append(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                *slot = Some(opts.open(&self.path)?);
+                *slot = Some(open(&self.path)?);
             }
             let file = slot
                 .as_mut()
                 .ok_or_else(|| std::io::Error::other("audit file not open"))?;
-            file.write_all(&line)?;
-            if durable {
-                file.sync_data()?;
+            let before = file.metadata()?.len();
+            let appended = file
+                .write_all(&line)
+                .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
+            if let Err(e) = appended {
+                // Put the file back as it was. A line that could not be synced goes too: the
+                // caller treats it as not written (a power action is then refused).
+                if let Err(t) = file.set_len(before) {
+                    warn!(path = %self.path.display(), error = %t, "cannot truncate a failed audit line");
+                }
+                return Err(e);
             }
             Ok(())
         })();
@@ -339,6 +347,28 @@ impl AuditLog {
     }
 }
 
+/// Opens the log for appending (created with mode 0600). A file that does not end with a
+/// newline (a line torn by a crash) gets one first, so that fragment stays a line of its own.
+fn open(path: &Path) -> std::io::Result<File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).read(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts.open(path)?;
+    let len = file.metadata()?.len();
+    #[cfg(unix)]
+    if len > 0 {
+        let mut last = [0u8];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, len - 1)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (len, &mut file);
+    Ok(file)
+}
+
 fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
     AuditEntry {
         ts: now_rfc3339(),
@@ -358,18 +388,45 @@ fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
     }
 }
 
-/// The last `n` entries of the audit log at `path`, oldest first. Unreadable lines are
-/// returned as errors in place, so a damaged line is visible rather than skipped.
+/// A line of the audit log that cannot be read (torn by a crash or a full disk, edited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedLine {
+    /// Its line number in the file, from 1.
+    pub number: usize,
+    /// Why it cannot be read.
+    pub reason: String,
+}
+
+impl std::fmt::Display for DamagedLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} is damaged ({})", self.number, self.reason)
+    }
+}
+
+/// The last `n` lines of the audit log at `path`, oldest first: entries, and damaged lines in
+/// place (so the reader can report them and go on; one bad line never hides the others).
 ///
 /// # Errors
 /// The file cannot be read.
-pub fn tail(path: &Path, n: usize) -> std::io::Result<Vec<Result<AuditEntry, String>>> {
-    let text = std::fs::read_to_string(path)?;
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+pub fn tail(path: &Path, n: usize) -> std::io::Result<Vec<Result<AuditEntry, DamagedLine>>> {
+    // Bytes, not a string: a line torn inside a multi-byte character is not UTF-8, and must
+    // not make the whole file unreadable.
+    let bytes = std::fs::read(path)?;
+    let lines: Vec<(usize, &[u8])> = bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim_ascii().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect();
     let start = lines.len().saturating_sub(n);
     Ok(lines[start..]
         .iter()
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("unreadable line ({e}): {l}")))
+        .map(|&(number, l)| {
+            serde_json::from_slice(l).map_err(|e| DamagedLine {
+                number,
+                reason: e.to_string(),
+            })
+        })
         .collect())
 }
 
@@ -456,6 +513,35 @@ mod tests {
     fn unwritable_log_reports_an_error() {
         let log = AuditLog::new("/dev/full");
         assert!(log.write(&entry(RequestKind::Shutdown), true).is_err());
+    }
+
+    #[test]
+    fn a_fragment_left_by_a_crash_stays_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, b"{\"ts\":\"2024-01-01T00:0").unwrap();
+        let log = AuditLog::new(&path);
+        log.write(&entry(RequestKind::Shutdown), true).unwrap();
+        let lines = tail(&path, 10).unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0].as_ref().unwrap_err().number, 1);
+        assert_eq!(lines[1].as_ref().unwrap().kind, Some(RequestKind::Shutdown));
+    }
+
+    #[test]
+    fn tail_reads_past_a_line_that_is_not_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"));
+        log.write(&entry(RequestKind::Echo), false).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .unwrap();
+        file.write_all(b"{\"reason\":\"\xe2\x80\n").unwrap();
+        log.write(&entry(RequestKind::Cancel), false).unwrap();
+        let lines = tail(log.path(), 10).unwrap();
+        assert!(lines[0].is_ok() && lines[2].is_ok(), "{lines:?}");
+        assert_eq!(lines[1].as_ref().unwrap_err().number, 2);
     }
 
     #[test]

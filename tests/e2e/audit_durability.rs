@@ -1,0 +1,181 @@
+//! The audit log under stress: a full disk, damaged lines, and power actions whose outcome
+//! must be on record.
+//!
+//! The full disk is real: a 64 KiB tmpfs mounted in a private mount namespace that only the
+//! agent sees (`unshare --mount`); the test reaches it through `/proc/PID/root`. Mounting
+//! needs root: elsewhere these tests print `SKIP: reason`, and fail under `CI=true`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lightsout_tests::{AgentProcess, Lab, bin, running_as_root};
+use serde_json::Value;
+
+/// Where the agent's private tmpfs is mounted, as the agent sees it.
+fn mount_point(lab: &Lab) -> PathBuf {
+    let dir = lab.dir.path().join("small-disk");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Why a tmpfs cannot be mounted here, if it cannot.
+fn cannot_mount(dir: &Path) -> Option<String> {
+    if !running_as_root() {
+        return Some("mounting a tmpfs needs root".into());
+    }
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .args(["mount", "-t", "tmpfs", "-o", "size=64k", "lightsout-test"])
+        .arg(dir)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "unshare --mount + mount tmpfs failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run unshare: {e}")),
+    }
+}
+
+/// Prints `SKIP: reason` and returns true, unless under `CI=true`, where skipping fails.
+fn skip(reason: &str) -> bool {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "this test must run under CI=true: {reason}"
+    );
+    eprintln!("SKIP: {reason}");
+    true
+}
+
+/// An agent in its own mount namespace with a 64 KiB tmpfs at `dir`; `args` as for
+/// [`AgentProcess::start`].
+fn agent_on_small_disk(lab: &Lab, dir: &Path, args: &[&str]) -> AgentProcess {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=64k lightsout-test "$0" && exec "$@""#)
+        .arg(dir)
+        .arg(bin("lightsout-agent"));
+    AgentProcess::start_cmd(lab, cmd, args)
+}
+
+/// `path` (as the agent sees it) as the test sees it: through the agent's root.
+fn seen_by_test(agent: &AgentProcess, path: &Path) -> PathBuf {
+    Path::new(&format!("/proc/{}/root", agent.child.id())).join(path.strip_prefix("/").unwrap())
+}
+
+/// Fills the file system of `dir` (as the test sees it) until a write fails.
+fn fill(dir: &Path) -> PathBuf {
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let page = [0u8; 4096];
+    loop {
+        if let Err(e) = file.write_all(&page) {
+            assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
+            return filler;
+        }
+    }
+}
+
+/// `lightsout-agent audit tail --json` of `log`: the entries, and what it said on stderr.
+fn audit_tail(lab: &Lab, log: &Path) -> (Vec<Value>, String) {
+    let out = Command::new(bin("lightsout-agent"))
+        .env("LIGHTSOUT_HOME", lab.home.dir())
+        .args(["audit", "tail", "--json", "-n", "1000", "--audit-log"])
+        .arg(log)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "audit tail failed: {stderr}");
+    let entries = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (entries, stderr)
+}
+
+#[test]
+fn a_full_disk_never_tears_the_line_of_a_later_power_action() {
+    let lab = Lab::new();
+    let dir = mount_point(&lab);
+    if let Some(reason) = cannot_mount(&dir) {
+        skip(&reason);
+        return;
+    }
+    let (stand_in, _) = lab.stand_in("standin", 0);
+    let audit = dir.join("audit.jsonl");
+    let agent = agent_on_small_disk(
+        &lab,
+        &dir,
+        &[
+            "--power-command",
+            stand_in.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+    );
+    let target = agent.target();
+    let log = seen_by_test(&agent, &audit);
+    lab.lightsout_json(&["echo", &target], 0);
+    let filler = fill(&seen_by_test(&agent, &dir));
+
+    // Echo lines fill the audit file's last page, until one does not fit: the disk is full.
+    let mut failed = false;
+    for _ in 0..64 {
+        let before = std::fs::metadata(&log).unwrap().len();
+        lab.lightsout_json(&["echo", &target], 0);
+        let text = std::fs::read(&log).unwrap();
+        assert_eq!(
+            text.last(),
+            Some(&b'\n'),
+            "a failed append leaves no fragment behind"
+        );
+        if text.len() as u64 == before {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the disk never filled up");
+
+    // Space again: the next power action's line is whole and readable.
+    std::fs::remove_file(filler).unwrap();
+    let doc = lab.lightsout_json(
+        &["shutdown", &target, "--include-self", "--delay", "10m"],
+        0,
+    );
+    let id = doc["results"][0]["request_id"].as_str().unwrap().to_owned();
+    let (entries, stderr) = audit_tail(&lab, &log);
+    assert!(!stderr.contains("damaged"), "{stderr}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["request_id"] == id.as_str() && e["decision"] == "allowed"),
+        "the shutdown's line is readable: {entries:#?}"
+    );
+}
+
+#[test]
+fn audit_tail_reports_and_skips_a_damaged_line() {
+    let lab = Lab::new();
+    let log = lab.dir.path().join("audit.jsonl");
+    let good = |id: &str| {
+        format!(
+            r#"{{"ts":"2024-01-01T00:00:00Z","event":"request","request_id":"{id}","peer":"127.0.0.1:1","dry_run":false,"decision":"allowed","outcome":"ok","duration_us":1}}"#
+        )
+    };
+    // A line torn inside a multi-byte character (not UTF-8), then one glued to a fragment.
+    let mut bytes = format!("{}\n", good("first")).into_bytes();
+    bytes.extend_from_slice(b"{\"ts\":\"2024-01-01T00:00:00Z\",\"reason\":\"\xe2\x80\n");
+    bytes.extend_from_slice(format!("{{\"ts\":\"20{}\n", good("glued")).as_bytes());
+    bytes.extend_from_slice(format!("{}\n", good("last")).as_bytes());
+    std::fs::write(&log, bytes).unwrap();
+
+    let (entries, stderr) = audit_tail(&lab, &log);
+    let ids: Vec<_> = entries.iter().map(|e| e["request_id"].clone()).collect();
+    assert_eq!(ids, ["first", "last"], "{stderr}");
+    assert!(
+        stderr.contains("line 2 is damaged") && stderr.contains("line 3 is damaged"),
+        "{stderr}"
+    );
+}
