@@ -51,14 +51,20 @@ pub struct AuditEntry {
     /// The request's arguments as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<serde_json::Value>,
+    /// The command line run (executions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// The command's exit status, when it exited (executions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
     /// The request's dry-run flag, or the agent's dry-run mode.
     pub dry_run: bool,
     /// Whether the request was let through.
     pub decision: Decision,
-    /// Why it was refused.
+    /// Why it was refused; for an execution, why it failed or what became of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `ok`, or the error kind of the reply.
+    /// `ok`, or the error kind of the reply; for an execution `ok` or `failed`.
     pub outcome: AuditOutcome,
     /// Time spent handling the request, microseconds.
     pub duration_us: u64,
@@ -72,6 +78,9 @@ pub enum Event {
     Request,
     /// A refused TLS handshake (no identity).
     Handshake,
+    /// A command the agent ran for an accepted request (shutdown, restart, cancel), and how
+    /// it ended; or, at start-up, an accepted action that took the machine down.
+    Execution,
 }
 
 /// Whether the agent let a request through (policy, replay memory, limits).
@@ -94,6 +103,8 @@ pub enum AuditOutcome {
     Error(ErrorKind),
     /// The TLS handshake failed.
     Tls,
+    /// An execution failed: the command could not run, exited non-zero or timed out.
+    Failed,
 }
 
 impl AuditOutcome {
@@ -111,6 +122,7 @@ impl AuditOutcome {
             AuditOutcome::Ok => "ok",
             AuditOutcome::Error(kind) => kind.as_str(),
             AuditOutcome::Tls => "tls",
+            AuditOutcome::Failed => "failed",
         }
     }
 }
@@ -133,6 +145,7 @@ impl<'de> Deserialize<'de> for AuditOutcome {
         Ok(match word.as_str() {
             "ok" => AuditOutcome::Ok,
             "tls" => AuditOutcome::Tls,
+            "failed" => AuditOutcome::Failed,
             // Unknown words read as ErrorKind::Unknown: an older reader keeps reading.
             other => AuditOutcome::Error(
                 serde_json::from_value(serde_json::Value::String(other.to_owned()))
@@ -156,12 +169,58 @@ impl AuditEntry {
             role: who.role.clone(),
             kind: None,
             args: None,
+            argv: None,
+            exit_code: None,
             dry_run: agent_dry_run,
             decision: Decision::Refused,
             reason: None,
             outcome: AuditOutcome::Ok,
             duration_us: 0,
         }
+    }
+
+    /// The line of a command run for request `request_id` (of `kind`): `argv`, and its exit
+    /// status, or why it failed (`error`: could not run, non-zero exit, timeout).
+    pub fn execution(
+        request_id: &str,
+        kind: RequestKind,
+        argv: &[String],
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            ts: now_rfc3339(),
+            event: Event::Execution,
+            request_id: Some(request_id.to_owned()),
+            peer: "local".into(),
+            identity: None,
+            fingerprint: None,
+            role: None,
+            kind: Some(kind),
+            args: None,
+            argv: Some(argv.to_vec()),
+            exit_code,
+            dry_run: false,
+            decision: Decision::Allowed,
+            outcome: if error.is_none() {
+                AuditOutcome::Ok
+            } else {
+                AuditOutcome::Failed
+            },
+            reason: error,
+            duration_us: 0,
+        }
+    }
+
+    /// The line written at start-up when the boot id changed since request `request_id` (of
+    /// `kind`) was accepted: that action took the machine down.
+    pub fn took_down(request_id: &str, kind: RequestKind, from: &str, to: &str) -> Self {
+        let mut line = Self::execution(request_id, kind, &[], None, None);
+        line.argv = None;
+        line.reason = Some(format!(
+            "request {request_id} took the machine down (boot id {from} → {to})"
+        ));
+        line
     }
 
     /// Fills in what `envelope` asks. `rehearsed` is whether it is a rehearsal (its own flag,
@@ -380,6 +439,8 @@ fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
         role: None,
         kind: None,
         args: None,
+        argv: None,
+        exit_code: None,
         dry_run: false,
         decision: Decision::Refused,
         reason: Some(reason.to_owned()),
@@ -441,11 +502,22 @@ pub fn format_entry(e: &AuditEntry) -> String {
         (Some(kind), _) => kind.as_str(),
         (None, Event::Request) => "request",
         (None, Event::Handshake) => "handshake",
+        (None, Event::Execution) => "execution",
     };
-    let decision = match e.decision {
-        Decision::Allowed => "allowed",
-        Decision::Refused => "refused",
+    let decision = match (e.event, e.decision) {
+        (Event::Execution, _) => "executed",
+        (_, Decision::Allowed) => "allowed",
+        (_, Decision::Refused) => "refused",
     };
+    let argv = e
+        .argv
+        .as_ref()
+        .map(|a| format!(" `{}`", a.join(" ")))
+        .unwrap_or_default();
+    let exit = e
+        .exit_code
+        .map(|c| format!(" exit {c}"))
+        .unwrap_or_default();
     let dry = if e.dry_run { " [dry-run]" } else { "" };
     let reason = e
         .reason
@@ -453,7 +525,7 @@ pub fn format_entry(e: &AuditEntry) -> String {
         .map(|r| format!(" — {r}"))
         .unwrap_or_default();
     lightsout_protocol::text::sanitize(&format!(
-        "{}  {:<8} {:<9} {:<28} {:<22} {} ({} us){dry}{reason}",
+        "{}  {:<8} {:<9} {:<28} {:<22} {} ({} us){dry}{argv}{exit}{reason}",
         e.ts, decision, what, who, e.peer, e.outcome, e.duration_us
     ))
 }
@@ -473,6 +545,8 @@ mod tests {
             role: Some("admin".into()),
             kind: Some(kind),
             args: Some(serde_json::json!({"delay_secs": 0})),
+            argv: None,
+            exit_code: None,
             dry_run: false,
             decision: Decision::Allowed,
             reason: None,

@@ -163,10 +163,7 @@ async fn power_path(
         params,
         dry_run,
     } = request;
-    let kind = match action {
-        PowerAction::Shutdown => RequestKind::Shutdown,
-        PowerAction::Restart => RequestKind::Restart,
-    };
+    let kind = RequestKind::from(action);
     // 2. Remember.
     let Some(claim) = remember(shared, caller, id, kind, &mut line, started, replier).await else {
         return;

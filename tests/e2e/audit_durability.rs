@@ -179,3 +179,140 @@ fn audit_tail_reports_and_skips_a_damaged_line() {
         "{stderr}"
     );
 }
+
+/// The audit log's lines, parsed (every one must be readable).
+fn audit_lines(log: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(log) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{}: {e}", log.display()),
+    }
+}
+
+/// The `execution` lines of request `id`.
+fn executions(log: &Path, id: &str) -> Vec<Value> {
+    audit_lines(log)
+        .into_iter()
+        .filter(|l| l["event"] == "execution" && l["request_id"] == id)
+        .collect()
+}
+
+/// Sends `args` (a shutdown or restart) and returns the request id.
+fn accepted(lab: &Lab, args: &[&str]) -> String {
+    let doc = lab.lightsout_json(args, 0);
+    doc["results"][0]["request_id"].as_str().unwrap().to_owned()
+}
+
+/// A non-dry-run agent running `stand_in`, with its audit log at `log` and `more` arguments.
+fn stand_in_agent(lab: &Lab, stand_in: &Path, log: &Path, more: &[&str]) -> AgentProcess {
+    let args = [
+        &[
+            "--power-command",
+            stand_in.to_str().unwrap(),
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+        more,
+    ]
+    .concat();
+    AgentProcess::start(lab, &args)
+}
+
+#[test]
+fn every_execution_is_audited_with_its_outcome() {
+    let lab = Lab::new();
+    let (works, _) = lab.stand_in("works", 0);
+    let (fails, _) = lab.stand_in("fails", 3);
+    let cannot_run = lab.dir.path().join("not-executable");
+    std::fs::write(&cannot_run, "not a program").unwrap();
+    for (name, stand_in, outcome, exit_code, reason) in [
+        ("works", works, "ok", Value::from(0), None),
+        ("fails", fails, "failed", Value::from(3), Some("failed")),
+        (
+            "cannot-run",
+            cannot_run,
+            "failed",
+            Value::Null,
+            Some("cannot run"),
+        ),
+    ] {
+        let log = lab.dir.path().join(format!("{name}-audit.jsonl"));
+        let agent = stand_in_agent(&lab, &stand_in, &log, &[]);
+        let id = accepted(&lab, &["restart", &agent.target(), "--delay", "5m"]);
+        let line = lightsout_tests::poll(&format!("the execution line of {name}"), || {
+            executions(&log, &id).pop()
+        });
+        assert_eq!(line["outcome"], outcome, "{name}: {line}");
+        assert_eq!(line["exit_code"], exit_code, "{name}: {line}");
+        assert_eq!(line["kind"], "restart", "{name}: {line}");
+        assert_eq!(
+            line["argv"],
+            serde_json::json!(["shutdown", "-r", "+5"]),
+            "{name}: {line}"
+        );
+        match reason {
+            Some(r) => assert!(
+                line["reason"].as_str().unwrap().contains(r),
+                "{name}: {line}"
+            ),
+            None => assert!(line["reason"].is_null(), "{name}: {line}"),
+        }
+    }
+}
+
+#[test]
+fn an_action_that_took_the_machine_down_is_audited_at_the_next_start() {
+    let lab = Lab::new();
+    let log = lab.dir.path().join("audit.jsonl");
+    let (works, _) = lab.stand_in("works", 0);
+    let (fails, _) = lab.stand_in("fails", 1);
+    let took_down = |log: &Path| -> Vec<Value> {
+        audit_lines(log)
+            .into_iter()
+            .filter(|l| {
+                l["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("took the machine down"))
+            })
+            .collect()
+    };
+    // Starts an agent in boot `boot`; an answered echo means its start-up is done.
+    let boot = |stand_in: &Path, boot: &str| {
+        let agent = stand_in_agent(&lab, stand_in, &log, &["--fake-boot-id", boot]);
+        lab.lightsout_json(&["echo", &agent.target()], 0);
+        agent
+    };
+    let stop = |mut agent: AgentProcess| {
+        assert!(agent.terminate(lightsout_tests::PATIENCE).is_some());
+    };
+
+    // A failed command did not take the machine down: a later boot says nothing of it.
+    let agent = boot(&fails, "boot-a");
+    let failed = accepted(&lab, &["shutdown", &agent.target(), "--include-self"]);
+    lightsout_tests::poll("the failed execution", || executions(&log, &failed).pop());
+    stop(agent);
+    stop(boot(&works, "boot-b"));
+    assert_eq!(took_down(&log), Vec::<Value>::new());
+
+    // A command that worked: the same boot says nothing yet, the next one says it all, once.
+    let agent = boot(&works, "boot-b");
+    let id = accepted(&lab, &["restart", &agent.target()]);
+    lightsout_tests::poll("the execution", || executions(&log, &id).pop());
+    stop(agent);
+    stop(boot(&works, "boot-b"));
+    assert_eq!(took_down(&log), Vec::<Value>::new());
+    stop(boot(&works, "boot-c"));
+    stop(boot(&works, "boot-d"));
+    let lines = took_down(&log);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["event"], "execution");
+    assert_eq!(lines[0]["request_id"], id.as_str());
+    assert_eq!(lines[0]["kind"], "restart");
+    assert_eq!(
+        lines[0]["reason"],
+        format!("request {id} took the machine down (boot id boot-b → boot-c)")
+    );
+}
