@@ -3,7 +3,10 @@
 //! Power actions fail closed: the line of an accepted shutdown or restart is written and
 //! fsynced *before* the action runs, and if it cannot be written the action is refused. Other
 //! lines (echo, refusals, rehearsals) are written without fsync and a failure to write them
-//! is logged but refuses nothing — a full disk must not stop health checks.
+//! is logged but refuses nothing — a full disk must not stop health checks. A live cancel's
+//! line is written and synced before it runs too, but a cancel is never refused for it (it
+//! can only keep a machine on): its reply says the line is missing. Every command the agent
+//! runs gets an `execution` line with its outcome.
 //!
 //! Handshake rejections come from the network, not from an authenticated caller, so they are
 //! rate-limited: a flood cannot fill the disk.

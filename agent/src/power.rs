@@ -339,6 +339,7 @@ impl PowerController {
                 dry_run: true,
                 cancelled: pending,
                 exit_code: None,
+                audit_missing: None,
             });
         }
         // A power command running right now finishes first: then we know whether the system
@@ -382,6 +383,7 @@ impl PowerController {
             dry_run: false,
             cancelled: taken.map(|p| p.info),
             exit_code,
+            audit_missing: None,
         })
     }
 

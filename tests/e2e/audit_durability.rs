@@ -316,3 +316,52 @@ fn an_action_that_took_the_machine_down_is_audited_at_the_next_start() {
         format!("request {id} took the machine down (boot id boot-b → boot-c)")
     );
 }
+
+#[test]
+fn cancel_is_audited_before_it_runs() {
+    let lab = Lab::new();
+    let log = lab.dir.path().join("audit.jsonl");
+    // The stand-in notes whether the cancel's line was on disk when it ran.
+    let seen = lab.dir.path().join("seen.log");
+    let stand_in = lab.dir.path().join("checks-audit");
+    std::fs::write(
+        &stand_in,
+        format!(
+            "#!/bin/sh\nif grep -q '\"kind\":\"cancel\"' '{log}'; then echo \"$* audited\"; else echo \"$* not audited\"; fi >> '{seen}'\n",
+            log = log.display(),
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let agent = stand_in_agent(&lab, &stand_in, &log, &[]);
+    let doc = lab.lightsout_json(&["cancel", &agent.target()], 0);
+    assert!(
+        doc["results"][0]["response"]["audit_missing"].is_null(),
+        "{doc}"
+    );
+    assert_eq!(lightsout_tests::log_lines(&seen), ["-c audited"]);
+}
+
+#[test]
+fn cancel_runs_when_the_audit_log_cannot_be_written_and_says_so() {
+    let lab = Lab::new();
+    let (stand_in, ran) = lab.stand_in("standin", 0);
+    // /dev/full accepts the open and fails every write with ENOSPC: a full disk.
+    let agent = stand_in_agent(&lab, &stand_in, Path::new("/dev/full"), &[]);
+    let doc = lab.lightsout_json(&["cancel", &agent.target()], 0);
+    let missing = doc["results"][0]["response"]["audit_missing"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the reply says the line is missing: {doc}"));
+    assert!(missing.contains("/dev/full"), "{missing}");
+    assert_eq!(lightsout_tests::log_lines(&ran), ["-c"], "the cancel ran");
+    let text = lab.lightsout(&["cancel", &agent.target()]).success();
+    assert!(
+        format!("{text:?}").contains("audit line is missing"),
+        "{text:?}"
+    );
+}
