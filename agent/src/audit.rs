@@ -3,7 +3,10 @@
 //! Power actions fail closed: the line of an accepted shutdown or restart is written and
 //! fsynced *before* the action runs, and if it cannot be written the action is refused. Other
 //! lines (echo, refusals, rehearsals) are written without fsync and a failure to write them
-//! is logged but refuses nothing — a full disk must not stop health checks.
+//! is logged but refuses nothing — a full disk must not stop health checks. A live cancel's
+//! line is written and synced before it runs too, but a cancel is never refused for it (it
+//! can only keep a machine on): its reply says the line is missing. Every command the agent
+//! runs gets an `execution` line with its outcome.
 //!
 //! Handshake rejections come from the network, not from an authenticated caller, and
 //! connections refused over a connection cap come in floods by nature, so both are
@@ -53,14 +56,20 @@ pub struct AuditEntry {
     /// The request's arguments as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<serde_json::Value>,
+    /// The command line run (executions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// The command's exit status, when it exited (executions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
     /// The request's dry-run flag, or the agent's dry-run mode.
     pub dry_run: bool,
     /// Whether the request was let through.
     pub decision: Decision,
-    /// Why it was refused.
+    /// Why it was refused; for an execution, why it failed or what became of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `ok`, or the error kind of the reply.
+    /// `ok`, or the error kind of the reply; for an execution `ok` or `failed`.
     pub outcome: AuditOutcome,
     /// Time spent handling the request, microseconds.
     pub duration_us: u64,
@@ -80,6 +89,9 @@ pub enum Event {
     /// An authenticated connection refused over a connection cap (per address, per
     /// certificate, or the slots reserved for other roles).
     Connection,
+    /// A command the agent ran for an accepted request (shutdown, restart, cancel), and how
+    /// it ended; or, at start-up, an accepted action that took the machine down.
+    Execution,
 }
 
 /// Whether the agent let a request through (policy, replay memory, limits).
@@ -102,6 +114,8 @@ pub enum AuditOutcome {
     Error(ErrorKind),
     /// The TLS handshake failed.
     Tls,
+    /// An execution failed: the command could not run, exited non-zero or timed out.
+    Failed,
 }
 
 impl AuditOutcome {
@@ -119,6 +133,7 @@ impl AuditOutcome {
             AuditOutcome::Ok => "ok",
             AuditOutcome::Error(kind) => kind.as_str(),
             AuditOutcome::Tls => "tls",
+            AuditOutcome::Failed => "failed",
         }
     }
 }
@@ -141,6 +156,7 @@ impl<'de> Deserialize<'de> for AuditOutcome {
         Ok(match word.as_str() {
             "ok" => AuditOutcome::Ok,
             "tls" => AuditOutcome::Tls,
+            "failed" => AuditOutcome::Failed,
             // Unknown words read as ErrorKind::Unknown: an older reader keeps reading.
             other => AuditOutcome::Error(
                 serde_json::from_value(serde_json::Value::String(other.to_owned()))
@@ -164,12 +180,58 @@ impl AuditEntry {
             role: who.role.clone(),
             kind: None,
             args: None,
+            argv: None,
+            exit_code: None,
             dry_run: agent_dry_run,
             decision: Decision::Refused,
             reason: None,
             outcome: AuditOutcome::Ok,
             duration_us: 0,
         }
+    }
+
+    /// The line of a command run for request `request_id` (of `kind`): `argv`, and its exit
+    /// status, or why it failed (`error`: could not run, non-zero exit, timeout).
+    pub fn execution(
+        request_id: &str,
+        kind: RequestKind,
+        argv: &[String],
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            ts: now_rfc3339(),
+            event: Event::Execution,
+            request_id: Some(request_id.to_owned()),
+            peer: "local".into(),
+            identity: None,
+            fingerprint: None,
+            role: None,
+            kind: Some(kind),
+            args: None,
+            argv: Some(argv.to_vec()),
+            exit_code,
+            dry_run: false,
+            decision: Decision::Allowed,
+            outcome: if error.is_none() {
+                AuditOutcome::Ok
+            } else {
+                AuditOutcome::Failed
+            },
+            reason: error,
+            duration_us: 0,
+        }
+    }
+
+    /// The line written at start-up when the boot id changed since request `request_id` (of
+    /// `kind`) was accepted: that action took the machine down.
+    pub fn took_down(request_id: &str, kind: RequestKind, from: &str, to: &str) -> Self {
+        let mut line = Self::execution(request_id, kind, &[], None, None);
+        line.argv = None;
+        line.reason = Some(format!(
+            "request {request_id} took the machine down (boot id {from} → {to})"
+        ));
+        line
     }
 
     /// Fills in what `envelope` asks. `rehearsed` is whether it is a rehearsal (its own flag,
@@ -294,7 +356,11 @@ impl AuditLog {
         *self.file.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Appends `entry`; with `durable`, also waits until it is on disk.
+    /// Appends `entry`; with `durable`, also waits until it is on disk. The single writer of
+    /// the log.
+    ///
+    /// A failed append leaves the file as it was: a line torn by a full disk is truncated
+    /// away, so the next line does not start in the middle of it (and become unreadable).
     ///
     /// # Errors
     /// The file cannot be opened, written or synced.
@@ -304,18 +370,22 @@ impl AuditLog {
         let mut slot = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         let result = (|| {
             if slot.is_none() {
-                let mut opts = std::fs::OpenOptions::new();
-                opts.create(true).append(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                *slot = Some(opts.open(&self.path)?);
+                *slot = Some(open(&self.path)?);
             }
             let file = slot
                 .as_mut()
                 .ok_or_else(|| std::io::Error::other("audit file not open"))?;
-            file.write_all(&line)?;
-            if durable {
-                file.sync_data()?;
+            let before = file.metadata()?.len();
+            let appended = file
+                .write_all(&line)
+                .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
+            if let Err(e) = appended {
+                // Put the file back as it was. A line that could not be synced goes too: the
+                // caller treats it as not written (a power action is then refused).
+                if let Err(t) = file.set_len(before) {
+                    warn!(path = %self.path.display(), error = %t, "cannot truncate a failed audit line");
+                }
+                return Err(e);
             }
             Ok(())
         })();
@@ -389,6 +459,28 @@ fn connection_entry(peer: SocketAddr, who: &Identity, reason: &str) -> AuditEntr
     entry
 }
 
+/// Opens the log for appending (created with mode 0600). A file that does not end with a
+/// newline (a line torn by a crash) gets one first, so that fragment stays a line of its own.
+fn open(path: &Path) -> std::io::Result<File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).read(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts.open(path)?;
+    let len = file.metadata()?.len();
+    #[cfg(unix)]
+    if len > 0 {
+        let mut last = [0u8];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, len - 1)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (len, &mut file);
+    Ok(file)
+}
+
 fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
     AuditEntry {
         ts: now_rfc3339(),
@@ -400,6 +492,8 @@ fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
         role: None,
         kind: None,
         args: None,
+        argv: None,
+        exit_code: None,
         dry_run: false,
         decision: Decision::Refused,
         reason: Some(reason.to_owned()),
@@ -408,18 +502,45 @@ fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
     }
 }
 
-/// The last `n` entries of the audit log at `path`, oldest first. Unreadable lines are
-/// returned as errors in place, so a damaged line is visible rather than skipped.
+/// A line of the audit log that cannot be read (torn by a crash or a full disk, edited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedLine {
+    /// Its line number in the file, from 1.
+    pub number: usize,
+    /// Why it cannot be read.
+    pub reason: String,
+}
+
+impl std::fmt::Display for DamagedLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} is damaged ({})", self.number, self.reason)
+    }
+}
+
+/// The last `n` lines of the audit log at `path`, oldest first: entries, and damaged lines in
+/// place (so the reader can report them and go on; one bad line never hides the others).
 ///
 /// # Errors
 /// The file cannot be read.
-pub fn tail(path: &Path, n: usize) -> std::io::Result<Vec<Result<AuditEntry, String>>> {
-    let text = std::fs::read_to_string(path)?;
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+pub fn tail(path: &Path, n: usize) -> std::io::Result<Vec<Result<AuditEntry, DamagedLine>>> {
+    // Bytes, not a string: a line torn inside a multi-byte character is not UTF-8, and must
+    // not make the whole file unreadable.
+    let bytes = std::fs::read(path)?;
+    let lines: Vec<(usize, &[u8])> = bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim_ascii().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect();
     let start = lines.len().saturating_sub(n);
     Ok(lines[start..]
         .iter()
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("unreadable line ({e}): {l}")))
+        .map(|&(number, l)| {
+            serde_json::from_slice(l).map_err(|e| DamagedLine {
+                number,
+                reason: e.to_string(),
+            })
+        })
         .collect())
 }
 
@@ -436,11 +557,22 @@ pub fn format_entry(e: &AuditEntry) -> String {
         (None, Event::Handshake) => "handshake",
         (None, Event::RateLimit) => "rate_limit",
         (None, Event::Connection) => "connect",
+        (None, Event::Execution) => "execution",
     };
-    let decision = match e.decision {
-        Decision::Allowed => "allowed",
-        Decision::Refused => "refused",
+    let decision = match (e.event, e.decision) {
+        (Event::Execution, _) => "executed",
+        (_, Decision::Allowed) => "allowed",
+        (_, Decision::Refused) => "refused",
     };
+    let argv = e
+        .argv
+        .as_ref()
+        .map(|a| format!(" `{}`", a.join(" ")))
+        .unwrap_or_default();
+    let exit = e
+        .exit_code
+        .map(|c| format!(" exit {c}"))
+        .unwrap_or_default();
     let dry = if e.dry_run { " [dry-run]" } else { "" };
     let reason = e
         .reason
@@ -448,7 +580,7 @@ pub fn format_entry(e: &AuditEntry) -> String {
         .map(|r| format!(" — {r}"))
         .unwrap_or_default();
     lightsout_protocol::text::sanitize(&format!(
-        "{}  {:<8} {:<9} {:<28} {:<22} {} ({} us){dry}{reason}",
+        "{}  {:<8} {:<9} {:<28} {:<22} {} ({} us){dry}{argv}{exit}{reason}",
         e.ts, decision, what, who, e.peer, e.outcome, e.duration_us
     ))
 }
@@ -468,6 +600,8 @@ mod tests {
             role: Some("admin".into()),
             kind: Some(kind),
             args: Some(serde_json::json!({"delay_secs": 0})),
+            argv: None,
+            exit_code: None,
             dry_run: false,
             decision: Decision::Allowed,
             reason: None,
@@ -508,6 +642,35 @@ mod tests {
     fn unwritable_log_reports_an_error() {
         let log = AuditLog::new("/dev/full");
         assert!(log.write(&entry(RequestKind::Shutdown), true).is_err());
+    }
+
+    #[test]
+    fn a_fragment_left_by_a_crash_stays_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, b"{\"ts\":\"2024-01-01T00:0").unwrap();
+        let log = AuditLog::new(&path);
+        log.write(&entry(RequestKind::Shutdown), true).unwrap();
+        let lines = tail(&path, 10).unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0].as_ref().unwrap_err().number, 1);
+        assert_eq!(lines[1].as_ref().unwrap().kind, Some(RequestKind::Shutdown));
+    }
+
+    #[test]
+    fn tail_reads_past_a_line_that_is_not_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"));
+        log.write(&entry(RequestKind::Echo), false).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .unwrap();
+        file.write_all(b"{\"reason\":\"\xe2\x80\n").unwrap();
+        log.write(&entry(RequestKind::Cancel), false).unwrap();
+        let lines = tail(log.path(), 10).unwrap();
+        assert!(lines[0].is_ok() && lines[2].is_ok(), "{lines:?}");
+        assert_eq!(lines[1].as_ref().unwrap_err().number, 2);
     }
 
     #[test]

@@ -138,6 +138,11 @@ pub struct Args {
     #[arg(long, value_name = "N", hide = true)]
     pub fake_logged_in_users: Option<u32>,
 
+    /// TESTS AND DEMOS ONLY: report this boot id instead of the system's (to exercise the
+    /// audit line that attributes a reboot to the accepted action that caused it).
+    #[arg(long, value_name = "ID", hide = true)]
+    pub fake_boot_id: Option<String>,
+
     /// TESTS AND DEMOS ONLY, needs --dry-run: after a rehearsed restart, pretend to reboot
     /// when it is due — refuse connections for --simulate-downtime, then report a new
     /// boot_id (to exercise `lightsout restart --wait`).

@@ -154,6 +154,9 @@ pub struct Config {
     /// The audit log; `None` disables auditing (in-process tests only: the binary always
     /// has one).
     pub audit: Option<Arc<AuditLog>>,
+    /// Where the last accepted live power action is kept (see `crate::last_action`); `None`
+    /// keeps nothing (in-process tests; the binary uses `HOME/last-action.json`).
+    pub last_action: Option<PathBuf>,
     /// Rehearse every power action: answer with the argv and execute nothing.
     pub dry_run: bool,
     /// Whether power actions are permitted (root / elevated administrator).
@@ -183,6 +186,9 @@ pub struct Testing {
     /// Dry-run agents only: after a (rehearsed) restart, pretend to reboot — stay unreachable
     /// for this long, then report a new boot identity.
     pub simulate_reboot: Option<Duration>,
+    /// Report this boot id instead of the system's (to exercise the attribution of a reboot
+    /// to the action that caused it, without rebooting).
+    pub fake_boot_id: Option<String>,
 }
 
 impl Config {
@@ -194,6 +200,7 @@ impl Config {
         Self {
             access: Arc::new(Access::fixed(AccessState::new(tls))),
             audit: None,
+            last_action: None,
             dry_run: true,
             privileged: crate::privilege::is_privileged(),
             power_command: None,

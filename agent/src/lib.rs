@@ -24,7 +24,10 @@
 //! - `power`: the pending action (reserved, committed), the agent-side timer, the command.
 //! - [`replay`]: the replay memory: replies to recent power requests (at-most-once),
 //!   per certificate, kept across restarts.
-//! - [`audit`]: one JSON line per request; power actions fail closed without it.
+//! - [`audit`]: one JSON line per request and per execution; power actions fail closed
+//!   without it.
+//! - `last_action`: the last accepted live action and its boot id, synced, so the next
+//!   start can audit that it took the machine down.
 //! - [`access`]: TLS config, policy and revocations, swapped as a whole on SIGHUP.
 //! - [`policy`]: roles and per-agent narrowing: who may do what.
 //! - `handshakes`: handshakes in progress per source address, capped.
@@ -45,6 +48,7 @@ pub(crate) mod connection;
 pub mod discovery;
 pub(crate) mod handshakes;
 pub(crate) mod health;
+pub mod last_action;
 pub mod listener;
 pub mod policy;
 pub(crate) mod power;

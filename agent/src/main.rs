@@ -113,7 +113,10 @@ fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> any
         match entry {
             Ok(e) if json => println!("{}", serde_json::to_string(&e).unwrap_or_default()),
             Ok(e) => println!("{}", audit::format_entry(&e)),
-            Err(bad) => println!("!! {}", lightsout_protocol::text::sanitize(&bad)),
+            Err(damaged) => eprintln!(
+                "lightsout-agent: warning: {}: {damaged}, skipped",
+                path.display()
+            ),
         }
     }
     Ok(())

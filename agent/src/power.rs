@@ -10,6 +10,12 @@
 //! 4. [`Execution::start`] waits the agent-side part of the delay (under a minute), then runs
 //!    the command — the system's `shutdown`, or the configured stand-in.
 //!
+//! Every command run (a power action, a cancel, the cancel before a replacement) gets an
+//! `execution` line in the audit log with its argv and exit status or error (synced: it may
+//! be the last line before the machine goes down). A command that takes the machine down
+//! usually never reports back; commit therefore records the action and the boot id in
+//! [`crate::last_action`], and the next start audits that it took the machine down.
+//!
 //! An accepted action runs even when its reply could not be delivered: by then it is recorded
 //! and logged, and the controller's retry (same request id) is answered with the original
 //! reply rather than executed again. Refusing it instead would make the outcome depend on a
@@ -34,15 +40,17 @@ use lightsout_protocol::health::ActionRecord;
 use lightsout_protocol::power::{PowerPlan, cancel_argv, plan};
 use lightsout_protocol::response::CancelReply;
 use lightsout_protocol::{
-    ErrorBody, ErrorKind, Outcome, PendingAction, PowerAction, PowerParams, PowerReply, Response,
-    TargetOs,
+    ErrorBody, ErrorKind, Outcome, PendingAction, PowerAction, PowerParams, PowerReply,
+    RequestKind, Response, TargetOs,
 };
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::audit::{AuditEntry, AuditLog};
 use crate::config::Config;
+use crate::last_action::{self, LastAction};
 
 /// Longest a power command may run before it is considered hung and killed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +67,10 @@ struct Inner {
     command: Option<PathBuf>,
     dry_run: bool,
     privileged: bool,
+    audit: Option<Arc<AuditLog>>,
+    /// Where the committed action is recorded, with the boot id it was accepted in.
+    last_action: Option<PathBuf>,
+    boot_id: Option<String>,
     state: Mutex<State>,
     /// Held while a command runs that tells the system something (see the module docs).
     system: tokio::sync::Mutex<()>,
@@ -101,6 +113,7 @@ pub enum Reserved<'a> {
 #[must_use = "commit the reservation once its audit line is written, or drop it to refuse"]
 pub struct Reservation<'a> {
     state: MutexGuard<'a, State>,
+    inner: &'a Inner,
     info: PendingAction,
     reply: PowerReply,
     message: Option<String>,
@@ -132,6 +145,17 @@ impl Reservation<'_> {
         };
         info!(request_id = %self.info.request_id, action = %self.info.action,
               delay_secs = self.reply.delay_secs, argv = ?self.info.argv, "power action accepted");
+        if let (Some(path), Some(boot_id)) = (&self.inner.last_action, &self.inner.boot_id) {
+            let last = LastAction {
+                request_id: self.info.request_id.clone(),
+                kind: self.info.action.into(),
+                boot_id: boot_id.clone(),
+            };
+            // Attribution only: the audit line is already on disk, so the action goes ahead.
+            if let Err(e) = last_action::record(path, &last) {
+                warn!(path = %path.display(), error = %e, "cannot record the last accepted action");
+            }
+        }
         self.state.pending = Some(Pending {
             info: self.info.clone(),
             abort,
@@ -185,6 +209,9 @@ impl PowerController {
                 command: config.power_command.clone(),
                 dry_run: config.dry_run,
                 privileged: config.privileged,
+                audit: config.audit.clone(),
+                last_action: config.last_action.clone(),
+                boot_id: last_action::boot_id(config),
                 state: Mutex::new(State::default()),
                 system: tokio::sync::Mutex::new(()),
                 stop,
@@ -286,6 +313,7 @@ impl PowerController {
         }
         Ok(Reserved::Live(Reservation {
             state,
+            inner: &self.inner,
             info: PendingAction {
                 action,
                 request_id: request_id.to_owned(),
@@ -316,6 +344,7 @@ impl PowerController {
                 dry_run: true,
                 cancelled: pending,
                 exit_code: None,
+                audit_missing: None,
             });
         }
         // A power command running right now finishes first: then we know whether the system
@@ -331,9 +360,12 @@ impl PowerController {
             p.abort.cancel();
         }
         let exit_code = if system_holds || taken.is_none() {
-            let record = self.run_command(id, &argv).await;
+            let record = self.run_command(id, RequestKind::Cancel, &argv).await;
             match &record.error {
-                None => self.state().system_holds = false,
+                None => {
+                    self.state().system_holds = false;
+                    self.forget_last_action(None);
+                }
                 Some(err) if system_holds => {
                     // The system had the action and refused to drop it: report failure.
                     return Err(refuse(
@@ -347,17 +379,34 @@ impl PowerController {
         } else {
             None
         };
+        if let Some(p) = &taken {
+            self.forget_last_action(Some(&p.info.request_id));
+        }
         info!(request_id = %id, cancelled = ?taken.as_ref().map(|p| &p.info.request_id), "cancel done");
         Ok(CancelReply {
             argv,
             dry_run: false,
             cancelled: taken.map(|p| p.info),
             exit_code,
+            audit_missing: None,
         })
     }
 
-    /// Runs `argv` (with the stand-in as program when configured) and records how it ended.
-    async fn run_command(&self, request_id: &str, argv: &[String]) -> ActionRecord {
+    /// The action named (or any, with `None`) will not take the machine down after all.
+    fn forget_last_action(&self, request_id: Option<&str>) {
+        if let Some(path) = &self.inner.last_action {
+            last_action::forget(path, request_id);
+        }
+    }
+
+    /// Runs `argv` (with the stand-in as program when configured) for request `request_id`
+    /// of `kind`, records how it ended and audits it (an `execution` line, synced).
+    async fn run_command(
+        &self,
+        request_id: &str,
+        kind: RequestKind,
+        argv: &[String],
+    ) -> ActionRecord {
         let program = self
             .inner
             .command
@@ -405,6 +454,13 @@ impl PowerController {
         match &error {
             None => info!(request_id, ?exit_code, "power command succeeded"),
             Some(e) => error!(request_id, ?exit_code, error = %e, "power command failed"),
+        }
+        if let Some(audit) = &self.inner.audit {
+            let line = AuditEntry::execution(request_id, kind, argv, exit_code, error.clone());
+            // The command has run: a missing line is logged, it cannot undo anything.
+            if let Err(e) = audit.write(&line, true) {
+                warn!(path = %audit.path().display(), error = %e, request_id, "cannot write the audit log");
+            }
         }
         ActionRecord {
             request_id: request_id.to_owned(),
@@ -468,7 +524,7 @@ impl Execution {
             // We replace an action the system already has: withdraw it first.
             let cancel = cancel_argv(power.inner.os);
             if power
-                .run_command(&self.request_id, &cancel)
+                .run_command(&self.request_id, RequestKind::Cancel, &cancel)
                 .await
                 .error
                 .is_none()
@@ -476,7 +532,12 @@ impl Execution {
                 power.state().system_holds = false;
             }
         }
-        let record = power.run_command(&self.request_id, &argv).await;
+        let record = power
+            .run_command(&self.request_id, self.action.into(), &argv)
+            .await;
+        if record.error.is_some() {
+            power.forget_last_action(Some(&self.request_id));
+        }
         let mut state = power.state();
         if record.error.is_none() {
             state.system_holds = true;

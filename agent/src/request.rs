@@ -12,8 +12,13 @@
 //! 6. **reply**: the controller learns the action was accepted;
 //! 7. **execute**: the agent-side timer starts, then the command runs.
 //!
-//! Everything else (echo, cancel, wake) is decided and remembered the same way, carried out
-//! at once, then audited and answered. Nothing here calls back up: data goes down, the reply
+//! A live cancel is audited (synced) before it runs, like a power action, but does not fail
+//! closed: cancelling can only keep a machine on, so it runs even when its line cannot be
+//! written, and the reply says the line is missing. What the command did is in its
+//! `execution` line.
+//!
+//! Everything else (echo, wake, rehearsed cancels) is decided and remembered the same way,
+//! carried out at once, then audited and answered. Nothing here calls back up: data goes down, the reply
 //! goes out through the [`Replier`] the caller passes in, so a trigger without a connection
 //! can enter at "reserve" with the same guarantees.
 
@@ -113,9 +118,22 @@ pub async fn handle(shared: &Shared, caller: &Caller, body: &[u8], replier: &mut
             else {
                 return;
             };
-            let response = cmd::cancel::run(shared, &id, dry_run).await;
+            // A live cancel's line is written and synced before it runs; if it cannot be, the
+            // cancel runs all the same (it can only keep a machine on) and the reply says so.
+            if rehearsed || !shared.config.privileged {
+                let response = cmd::cancel::run(shared, &id, dry_run, None).await;
+                finish(claim, &response);
+                return conclude(shared, line, response, started, replier).await;
+            }
+            line.accept(started);
+            let missing = durable(shared, &line).err();
+            if let Some(reason) = &missing {
+                error!(request_id = %id, %kind, error = %reason, "audit log cannot be written: cancelling all the same");
+            }
+            let response = cmd::cancel::run(shared, &id, dry_run, missing.as_deref()).await;
             finish(claim, &response);
-            conclude(shared, line, response, started, replier).await;
+            log_result(&id, kind, rehearsed, &response, started);
+            replier.reply(response).await;
         }
         Request::Wake(params) => {
             let Memory::Proceed(claim) =
@@ -172,10 +190,7 @@ async fn power_path(
         params,
         dry_run,
     } = request;
-    let kind = match action {
-        PowerAction::Shutdown => RequestKind::Shutdown,
-        PowerAction::Restart => RequestKind::Restart,
-    };
+    let kind = RequestKind::from(action);
     // 2. Remember.
     let Memory::Proceed(claim) = remember(shared, caller, id, &line, started, replier).await else {
         return;

@@ -223,6 +223,7 @@ impl Config {
         let mut config = Config::new(access.current().tls.clone());
         config.access = access.clone();
         config.audit = Some(audit.clone());
+        config.last_action = Some(home.dir().join("last-action.json"));
         config.dry_run = args.dry_run || file.dry_run.unwrap_or(false);
         config.power_command = power_command;
         config.limits = limits;
@@ -234,6 +235,7 @@ impl Config {
             config.wake_ports = ports;
         }
         config.testing.fake_logged_in_users = args.fake_logged_in_users;
+        config.testing.fake_boot_id = args.fake_boot_id.clone();
         if args.simulate_reboot {
             if !config.dry_run {
                 return Err(ConfigError::SimulateRebootNeedsDryRun);

@@ -44,12 +44,18 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let tasks = TaskTracker::new();
     let shared = Arc::new(Shared {
         power: PowerController::new(&config, stop.clone(), tasks.clone()),
-        health: HealthProbe::new(),
+        health: HealthProbe::new(&config),
         replay: config.replay.clone(),
         wake_budget: WakeBudget::default(),
         stop: stop.clone(),
         config,
     });
+    if let (Some(path), Some(boot_id)) = (
+        &shared.config.last_action,
+        crate::last_action::boot_id(&shared.config),
+    ) {
+        crate::last_action::attribute_reboot(path, &boot_id, shared.config.audit.as_deref());
+    }
     let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     let handshakes = PendingHandshakes::new(shared.config.limits.max_handshakes_per_ip);
     let admission = Admission::new(&shared.config.limits);

@@ -71,7 +71,10 @@ fn cancel_detail(c: &CancelReply) -> String {
         let exit = c
             .exit_code
             .map_or_else(String::new, |code| format!(" (exit {code})"));
-        format!("{what}; ran `{}`{exit}", show_argv(&c.argv))
+        let missing = c.audit_missing.as_deref().map_or_else(String::new, |r| {
+            format!(" — warning: its audit line is missing ({})", sanitize(r))
+        });
+        format!("{what}; ran `{}`{exit}{missing}", show_argv(&c.argv))
     }
 }
 

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::PROTOCOL_VERSION;
 use crate::response::ErrorKind;
 use crate::wake::WakeParams;
+use crate::{PROTOCOL_VERSION, PowerAction};
 
 /// Longest request id accepted; ids are chosen by the controller (a UUID is 36 bytes).
 pub const MAX_ID_LEN: usize = 128;
@@ -152,6 +152,15 @@ pub enum RequestKind {
     Cancel,
     /// [`Request::Wake`].
     Wake,
+}
+
+impl From<PowerAction> for RequestKind {
+    fn from(action: PowerAction) -> Self {
+        match action {
+            PowerAction::Shutdown => RequestKind::Shutdown,
+            PowerAction::Restart => RequestKind::Restart,
+        }
+    }
 }
 
 impl RequestKind {

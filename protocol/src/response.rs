@@ -93,6 +93,10 @@ pub struct CancelReply {
     pub cancelled: Option<PendingAction>,
     /// Exit status of the cancel command, when it ran.
     pub exit_code: Option<i32>,
+    /// Why the cancel's audit line is missing: a cancel runs even when the audit log cannot
+    /// be written (it can only keep a machine on). Absent when the line was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_missing: Option<String>,
 }
 
 /// A power action accepted and not yet carried out.

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod at_most_once;
+#[cfg(unix)]
+mod audit_durability;
 mod authz;
 mod caps;
 mod controller_cli;

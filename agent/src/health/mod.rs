@@ -52,12 +52,6 @@ struct Reading {
     macs: Vec<InterfaceMac>,
 }
 
-impl Default for HealthProbe {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -65,8 +59,8 @@ fn now_unix() -> u64 {
 }
 
 impl HealthProbe {
-    /// Reads the static facts once.
-    pub fn new() -> Self {
+    /// Reads the static facts once; the boot id is `config`'s fake one if it has one.
+    pub fn new(config: &Config) -> Self {
         Self {
             simulated: SimulatedBoot::default(),
             memory: Mutex::new(System::new().ok()),
@@ -77,7 +71,7 @@ impl HealthProbe {
             arch: System::cpu_arch(),
             cpu_count: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             boot_time_unix: System::boot_time().unwrap_or(0),
-            boot_id: boot_id(),
+            boot_id: crate::last_action::boot_id(config),
         }
     }
 
@@ -152,12 +146,4 @@ impl HealthProbe {
             macs: r.macs,
         }
     }
-}
-
-/// Linux's random per-boot id.
-fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
