@@ -118,22 +118,7 @@ pub async fn handle(shared: &Shared, caller: &Caller, body: &[u8], replier: &mut
             else {
                 return;
             };
-            // A live cancel's line is written and synced before it runs; if it cannot be, the
-            // cancel runs all the same (it can only keep a machine on) and the reply says so.
-            if rehearsed || !shared.config.privileged {
-                let response = cmd::cancel::run(shared, &id, dry_run, None).await;
-                finish(claim, &response);
-                return conclude(shared, line, response, started, replier).await;
-            }
-            line.accept(started);
-            let missing = durable(shared, &line).err();
-            if let Some(reason) = &missing {
-                error!(request_id = %id, %kind, error = %reason, "audit log cannot be written: cancelling all the same");
-            }
-            let response = cmd::cancel::run(shared, &id, dry_run, missing.as_deref()).await;
-            finish(claim, &response);
-            log_result(&id, kind, rehearsed, &response, started);
-            replier.reply(response).await;
+            cancel_path(shared, &id, dry_run, claim, line, started, replier).await;
         }
         Request::Wake(params) => {
             let Memory::Proceed(claim) =
@@ -152,6 +137,35 @@ pub async fn handle(shared: &Shared, caller: &Caller, body: &[u8], replier: &mut
             conclude(shared, line, response, started, replier).await;
         }
     }
+}
+
+/// Steps 4 to 7 for a cancel: a live cancel's line is written and synced before it runs; if it
+/// cannot be, the cancel runs all the same (it can only keep a machine on) and the reply says
+/// the audit line is missing. Rehearsals and unprivileged agents (which refuse it) are
+/// audited after, like any request that changes nothing.
+async fn cancel_path(
+    shared: &Shared,
+    id: &str,
+    dry_run: bool,
+    claim: Option<InProgress<'_>>,
+    mut line: AuditEntry,
+    started: Instant,
+    replier: &mut impl Replier,
+) {
+    if line.dry_run || !shared.config.privileged {
+        let response = cmd::cancel::run(shared, id, dry_run, None).await;
+        finish(claim, &response);
+        return conclude(shared, line, response, started, replier).await;
+    }
+    line.accept(started);
+    let missing = durable(shared, &line).err();
+    if let Some(reason) = &missing {
+        error!(request_id = %id, error = %reason, "audit log cannot be written: cancelling all the same");
+    }
+    let response = cmd::cancel::run(shared, id, dry_run, missing.as_deref()).await;
+    finish(claim, &response);
+    log_result(id, RequestKind::Cancel, line.dry_run, &response, started);
+    replier.reply(response).await;
 }
 
 /// A decoded shutdown or restart.
