@@ -5,7 +5,8 @@
 //! (`lab-[01:20]`, `node-[a:f]`, with an optional step `[01:20:2]`), comments (`#`, `;`), and
 //! on host lines `key=value` variables, quoted or not. Variables used:
 //!
-//! - `ansible_host`: the address to dial;
+//! - `ansible_host` (or the older `ansible_ssh_host`; `ansible_host` wins when both are set):
+//!   the address to dial;
 //! - `lightsout_port`, `lightsout_mac` (comma-separated for several cards),
 //!   `lightsout_tls_name`: lightsout's own settings, on a host line or in `[group:vars]`
 //!   (`[all:vars]` sets the default port).
@@ -169,7 +170,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
             path: path.to_path_buf(),
             message: format!("host {name:?}: {message}"),
         };
-        entry.address = own.get("ansible_host").cloned();
+        // `ansible_ssh_host` is the older name Ansible still honours; `ansible_host` wins.
+        entry.address = own
+            .get("ansible_host")
+            .or_else(|| own.get("ansible_ssh_host"))
+            .cloned();
         if let Some(p) = lookup("lightsout_port") {
             entry.port = Some(parse_port(&p).map_err(|e| invalid(format!("lightsout_port: {e}")))?);
         }
@@ -424,6 +429,22 @@ ansible_user=admin
             "52:54:00:00:00:04"
         );
         assert_eq!(resolve(&inv, &["10.0.1.4"]), ["lab-04=10.0.1.4:7500"]);
+    }
+
+    #[test]
+    fn ansible_ssh_host_is_the_address_unless_ansible_host_is_set() {
+        let text = "[room]\nold ansible_ssh_host=10.0.3.1\nboth ansible_ssh_host=10.0.3.2 ansible_host=10.0.3.3\nquoted ansible_ssh_host='10.0.3.4'\n";
+        let inv = Inventory::from_ansible(text, Path::new("hosts")).unwrap();
+        assert_eq!(
+            resolve(&inv, &["@room"]),
+            [
+                "old=10.0.3.1:7474",
+                "both=10.0.3.3:7474",
+                "quoted=10.0.3.4:7474"
+            ],
+            "the older name is honoured; ansible_host wins when both are set"
+        );
+        assert_eq!(resolve(&inv, &["10.0.3.1"]), ["old=10.0.3.1:7474"]);
     }
 
     #[test]
