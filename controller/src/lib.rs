@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the clap definitions of the command line.
-//! - [`pki_cmd`]: `lightsout pki ...`.
+//! - [`cmd`]: the subcommands, one file each (`power`, `wake`, `discover`, `inventory`,
+//!   `pki`).
 //! - [`inventory`]: the lab's hosts and groups (TOML or Ansible INI) and TARGET resolution.
 //! - [`target`]: parsing `host`, `host:port`, `[v6]:port`.
 //! - [`duration`]: parsing `90`, `90s`, `5m`, `1h30m`.
@@ -13,27 +14,18 @@
 //! - [`report`]: the table, the status board, `--json` and `--jsonl`; sanitises agent text.
 //! - [`output`]: the progress bar and printing results as they arrive and at the end.
 //! - [`local`]: recognising the machine the controller runs on.
-//! - [`power`]: the safe shutdown/restart workflow (confirmation, self-protection,
-//!   `--skip-busy`, batches, `restart --wait`).
-//! - [`wake`]: Wake-on-LAN, directly or through an agent (`--via`).
-//! - [`discover`]: finding agents on the LAN.
-//! - [`inventory_cmd`]: `inventory list` and `inventory learn`.
 
 pub mod cli;
 pub mod client;
-pub mod discover;
+pub mod cmd;
 pub mod duration;
 pub mod error;
 pub mod fanout;
 pub mod inventory;
-pub mod inventory_cmd;
 pub mod local;
 pub mod output;
-pub mod pki_cmd;
-pub mod power;
 pub mod report;
 pub mod target;
-pub mod wake;
 
 pub use client::Client;
 pub use error::ClientError;

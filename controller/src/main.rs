@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use lightsout_controller::cli::{Cli, Command, Global, InventoryCommand, PowerArgs};
+use lightsout_controller::cmd::power::PowerPlan;
+use lightsout_controller::cmd::{discover, inventory as inventory_cmd, pki, power, wake};
 use lightsout_controller::fanout::new_request_id;
 use lightsout_controller::inventory::{Host, Inventory};
 use lightsout_controller::local::LocalMachine;
 use lightsout_controller::output::{Live, Mode};
-use lightsout_controller::power::PowerPlan;
-use lightsout_controller::{FanOut, discover, inventory_cmd, pki_cmd, power, report, wake};
+use lightsout_controller::{FanOut, report};
 use lightsout_pki::{Home, TlsFiles};
 use lightsout_protocol::{PowerAction, PowerParams, Request, RequestEnvelope};
 
@@ -154,7 +155,7 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
             Ok(true)
         }
         Command::Pki(cmd) => {
-            pki_cmd::run(cmd, global.home.as_deref())?;
+            pki::run(cmd, global.home.as_deref())?;
             Ok(true)
         }
         Command::Echo { targets, payload } => {

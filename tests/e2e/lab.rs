@@ -667,7 +667,7 @@ fn inventory_learn_records_the_agents_macs() {
     let echo = room.run(&["--json", "echo", "lab-01"]).json();
     let reported: Vec<lightsout_protocol::InterfaceMac> =
         serde_json::from_value(echo["results"][0]["response"]["health"]["macs"].clone()).unwrap();
-    let expected = lightsout_controller::inventory_cmd::usable_macs(&reported);
+    let expected = lightsout_controller::cmd::inventory::usable_macs(&reported);
 
     let out = room.run(&[
         "inventory",
