@@ -11,8 +11,12 @@
 //! - [`client`]: one connection to one agent: connect, handshake, request/response.
 //! - [`error`]: [`ClientError`], the distinct ways reaching an agent can fail.
 //! - [`fanout`]: many hosts at once, with a concurrency cap and a per-host deadline.
-//! - [`report`]: the table, the status board, `--json` and `--jsonl`; sanitises agent text.
-//! - [`output`]: the progress bar and printing results as they arrive and at the end.
+//! - [`result`]: the result model: [`HostResult`], its outcome and [`result::Status`].
+//! - [`render`]: results as text (the table, the status board, `--json`, `--jsonl`);
+//!   sanitises agent text.
+//! - [`print`]: where results are printed: the progress bar, results as they arrive and at
+//!   the end.
+//! - [`text`]: string helpers: natural order of names, "did you mean" suggestions.
 //! - [`local`]: recognising the machine the controller runs on.
 
 pub mod cli;
@@ -23,11 +27,14 @@ pub mod error;
 pub mod fanout;
 pub mod inventory;
 pub mod local;
-pub mod output;
-pub mod report;
+pub mod print;
+pub mod render;
+pub mod result;
 pub mod target;
+pub mod text;
 
 pub use client::Client;
 pub use error::ClientError;
-pub use fanout::{FanOut, HostResult};
+pub use fanout::FanOut;
+pub use result::HostResult;
 pub use target::Target;

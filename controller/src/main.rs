@@ -12,8 +12,8 @@ use lightsout_controller::cmd::{discover, inventory as inventory_cmd, pki, power
 use lightsout_controller::fanout::new_request_id;
 use lightsout_controller::inventory::{Host, Inventory};
 use lightsout_controller::local::LocalMachine;
-use lightsout_controller::output::{Live, Mode};
-use lightsout_controller::{FanOut, report};
+use lightsout_controller::print::{Live, Mode};
+use lightsout_controller::{FanOut, render};
 use lightsout_pki::{Home, TlsFiles};
 use lightsout_protocol::{PowerAction, PowerParams, Request, RequestEnvelope};
 
@@ -122,7 +122,7 @@ async fn simple(
         .await;
     if name == "status" && mode == Mode::Table {
         live.clear();
-        print!("{}", report::status_board(&results));
+        print!("{}", render::status_board(&results));
     } else {
         live.finish(&results);
     }

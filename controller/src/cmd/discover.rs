@@ -15,9 +15,10 @@ use serde_json::json;
 use tokio::net::UdpSocket;
 
 use crate::inventory::toml_file::{NewHost, add_hosts};
-use crate::inventory::{Format, Inventory, check_name, natural_cmp};
-use crate::output::Mode;
-use crate::report::{self, render_table, sanitize};
+use crate::inventory::{Format, Inventory, check_name};
+use crate::print::Mode;
+use crate::render::{self, render_table, sanitize};
+use crate::text::natural_cmp;
 
 /// How many times the probe is sent during the listening window (UDP may lose one).
 const PROBES: u32 = 3;
@@ -209,13 +210,13 @@ pub async fn run(
         }
         Mode::Json => println!(
             "{}",
-            report::json_text(
+            render::json_text(
                 &json!({"command": "discover", "agents": objects, "added": new_hosts.len()})
             )
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{}", report::json_text(&o));
+                println!("{}", render::json_text(&o));
             }
         }
     }

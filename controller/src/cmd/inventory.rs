@@ -4,11 +4,12 @@ use lightsout_protocol::{InterfaceMac, MacAddr, Reply};
 use serde_json::json;
 
 use crate::error::ClientError;
-use crate::fanout::{FanOut, HostOutcome, HostResult, echo_request};
+use crate::fanout::{FanOut, echo_request};
 use crate::inventory::toml_file::record_macs;
 use crate::inventory::{Format, Host, Inventory};
-use crate::output::{Live, Mode};
-use crate::report::{self, render_table, sanitize};
+use crate::print::{Live, Mode};
+use crate::render::{self, render_table, sanitize};
+use crate::result::{HostOutcome, HostResult, Status};
 
 /// Interface name prefixes of virtual links (containers, VMs, VPNs, bridges): their MACs
 /// cannot wake the machine, so `learn` leaves them out.
@@ -102,14 +103,14 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
         }
         Mode::Json => println!(
             "{}",
-            report::json_text(&json!({
+            render::json_text(&json!({
                 "inventory": inventory.path, "format": inventory.format.map(|f| f.to_string()),
                 "hosts": objects,
             }))
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{}", report::json_text(&o));
+                println!("{}", render::json_text(&o));
             }
         }
     }
@@ -185,9 +186,7 @@ pub async fn learn(
         record_macs(&inventory.path, &updates)?;
     }
     live.finish(&results);
-    Ok(results
-        .iter()
-        .all(|r| r.status() != crate::fanout::Status::Failed))
+    Ok(results.iter().all(|r| r.status() != Status::Failed))
 }
 
 #[cfg(test)]

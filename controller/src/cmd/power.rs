@@ -31,11 +31,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::duration::human;
-use crate::fanout::{FanOut, HostOutcome, HostResult, WaitOutcome, echo_request, new_request_id};
+use crate::fanout::{FanOut, echo_request, new_request_id};
 use crate::inventory::Host;
 use crate::local::LocalMachine;
-use crate::output::{Live, Mode};
-use crate::report::sanitize;
+use crate::print::{Live, Mode};
+use crate::render::sanitize;
+use crate::result::{HostOutcome, HostResult, Status, WaitOutcome};
 
 /// How often a restarting host is asked whether it is back.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -273,9 +274,7 @@ pub async fn run(
     }
     finished.sort_by_key(|r| order.get(&r.host.target.to_string()).copied());
     live.finish(&finished);
-    Ok(finished
-        .iter()
-        .all(|r| r.status() != crate::fanout::Status::Failed))
+    Ok(finished.iter().all(|r| r.status() != Status::Failed))
 }
 
 fn human_duration(d: Duration) -> String {
@@ -326,7 +325,7 @@ fn describe_plan(plan: &PowerPlan, to_send: &[Host], skipped: &[HostResult]) -> 
         out.push_str(&format!(
             "  {}  NOT SENT: {}\n",
             sanitize(&r.host.label()),
-            crate::report::detail(r)
+            crate::render::detail(r)
         ));
     }
     out
@@ -413,7 +412,7 @@ async fn wait_back(
                 }
                 last = "answering, but still the same boot".into();
             }
-            _ => last = format!("down ({})", crate::report::detail(&probe)),
+            _ => last = format!("down ({})", crate::render::detail(&probe)),
         }
     }
     result.wait = Some(WaitOutcome {

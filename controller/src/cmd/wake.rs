@@ -12,10 +12,11 @@ use lightsout_protocol::{MacAddr, Outcome, Reply, Request, RequestEnvelope, Wake
 use serde_json::json;
 
 use crate::error::ClientError;
-use crate::fanout::{FanOut, HostOutcome, HostResult, new_request_id};
+use crate::fanout::{FanOut, new_request_id};
 use crate::inventory::Host;
-use crate::output::{Live, Mode};
-use crate::report;
+use crate::print::{Live, Mode};
+use crate::render;
+use crate::result::{HostOutcome, HostResult};
 
 /// Where the packets go.
 #[derive(Debug, Clone, Copy)]
@@ -149,7 +150,7 @@ pub async fn via(
                         data["sent"] = json!(host.macs);
                         data["via"] = json!(relay_label);
                         HostOutcome::Done {
-                            detail: report::wake_via_detail(
+                            detail: render::wake_via_detail(
                                 &lightsout_protocol::WakeReply {
                                     sent: host.macs.clone(),
                                     ..w.clone()

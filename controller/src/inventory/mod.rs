@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use lightsout_protocol::{DEFAULT_PORT, MacAddr};
 
 use crate::target::Target;
+use crate::text::{natural_cmp, suggest};
 
 /// File name of the default inventory, in the lightsout home directory.
 pub const DEFAULT_FILE: &str = "inventory.toml";
@@ -507,64 +508,6 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// ` (did you mean "x"?)` when a known name is within two edits of `name`.
-fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>, prefix: &str) -> String {
-    known
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| format!(" (did you mean \"{prefix}{k}\"?)"))
-        .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-/// Orders names as people expect: `lab-2` before `lab-10`.
-pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        let bytes = s.as_bytes();
-        for i in 1..=bytes.len() {
-            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
-                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
-                start = i;
-            }
-        }
-        out
-    }
-    let (ca, cb) = (chunks(a), chunks(b));
-    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
-        let ord = if *da && *db {
-            let (ta, tb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
-            ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
-        } else {
-            xa.cmp(xb)
-        };
-        if ord != std::cmp::Ordering::Equal {
-            return ord;
-        }
-    }
-    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,12 +671,5 @@ everything = ["@rooms", "printer", "lab-01"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("reserved"), "{err}");
-    }
-
-    #[test]
-    fn natural_order() {
-        let mut names = vec!["lab-10", "lab-2", "lab-01", "alpha", "lab-1a"];
-        names.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(names, ["alpha", "lab-01", "lab-1a", "lab-2", "lab-10"]);
     }
 }
