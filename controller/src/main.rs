@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use lightsout_controller::cli::{Cli, Command, Global, InventoryCommand, PowerArgs};
-use lightsout_controller::cmd::power::PowerPlan;
+use lightsout_controller::cmd::power::PowerJob;
 use lightsout_controller::cmd::{discover, inventory as inventory_cmd, pki, power, wake};
 use lightsout_controller::fanout::new_request_id;
 use lightsout_controller::inventory::{Host, Inventory};
@@ -23,6 +23,12 @@ struct UsageError(anyhow::Error);
 impl From<anyhow::Error> for UsageError {
     fn from(e: anyhow::Error) -> Self {
         UsageError(e)
+    }
+}
+
+impl From<power::PowerError> for UsageError {
+    fn from(e: power::PowerError) -> Self {
+        UsageError(e.into())
     }
 }
 
@@ -82,14 +88,14 @@ fn fanout(global: &Global) -> anyhow::Result<FanOut> {
     })
 }
 
-fn power_plan(args: &PowerArgs, action: PowerAction) -> anyhow::Result<PowerPlan> {
+fn power_job(args: &PowerArgs, action: PowerAction) -> anyhow::Result<PowerJob> {
     let params = PowerParams {
         delay_secs: args.delay.as_secs(),
         message: args.message.clone(),
         replace: args.replace,
     };
     params.validate().map_err(anyhow::Error::msg)?;
-    Ok(PowerPlan {
+    Ok(PowerJob {
         action,
         params,
         dry_run: args.dry_run,
@@ -177,13 +183,13 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
             Ok(simple(global, "cancel", &hosts, Request::Cancel, *dry_run).await?)
         }
         Command::Shutdown(args) => {
-            let plan = power_plan(args, PowerAction::Shutdown)?;
+            let plan = power_job(args, PowerAction::Shutdown)?;
             let hosts = resolve(&inventory(global)?, &args.targets)?;
             let fanout = fanout(global)?;
             Ok(power::run(&fanout, hosts, &plan, mode, &LocalMachine::probe()).await?)
         }
         Command::Restart(args) => {
-            let mut plan = power_plan(&args.power, PowerAction::Restart)?;
+            let mut plan = power_job(&args.power, PowerAction::Restart)?;
             plan.wait = args.wait.then_some(args.wait_timeout);
             let hosts = resolve(&inventory(global)?, &args.power.targets)?;
             let fanout = fanout(global)?;
