@@ -18,6 +18,10 @@
 //!   the end.
 //! - [`text`]: string helpers: natural order of names, "did you mean" suggestions.
 //! - [`local`]: recognising the machine the controller runs on.
+//!
+//! The binary (`main.rs`) adds `settings.rs`: the command line turned into validated
+//! settings (inventory loaded, targets resolved, TLS configuration loaded) before any work,
+//! and the only `anyhow` errors.
 
 pub mod cli;
 pub mod client;
