@@ -14,7 +14,7 @@
 //! - [`result`]: the result model: [`HostResult`], its outcome and [`result::Status`].
 //! - [`render`]: results as text (the table, the status board, `--json`, `--jsonl`);
 //!   sanitises agent text.
-//! - [`print`]: where results are printed: the progress bar, results as they arrive and at
+//! - [`print`](mod@print): where results are printed: the progress bar, results as they arrive and at
 //!   the end.
 //! - [`text`]: string helpers: natural order of names, "did you mean" suggestions.
 //! - [`local`]: recognising the machine the controller runs on.

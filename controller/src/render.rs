@@ -1,6 +1,6 @@
 //! Rendering results as text: a table for people (sorted by host), one JSON document or one
 //! JSON line per host for scripts, and the status board. Nothing here prints;
-//! [`crate::print`] decides where the text goes.
+//! [`crate::print`](mod@crate::print) decides where the text goes.
 //!
 //! Every piece of text that came from an agent goes through [`sanitize`] before it reaches the
 //! terminal: a compromised or buggy lab machine must not be able to send escape sequences

@@ -69,7 +69,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
             };
             super::check_name("group", name)
                 .or_else(|e| if name == "all" { Ok(()) } else { Err(e) })
-                .map_err(invalid)?;
+                .map_err(|e| invalid(e.to_string()))?;
             group = name.to_owned();
             section = kind;
             if name != "all" && kind != Section::Vars {
@@ -90,7 +90,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
             }
             Section::Children => {
                 let child = tokens[0].clone();
-                super::check_name("group", &child).map_err(invalid)?;
+                super::check_name("group", &child).map_err(|e| invalid(e.to_string()))?;
                 groups.entry(child.clone()).or_default();
                 if group != "all" {
                     push_unique(
@@ -118,7 +118,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
                         .map_err(|_| invalid(format!("ansible_port={p:?} is not a port number")))?;
                 }
                 for name in expand_ranges(pattern).map_err(invalid)? {
-                    super::check_name("host", &name).map_err(invalid)?;
+                    super::check_name("host", &name).map_err(|e| invalid(e.to_string()))?;
                     hosts
                         .entry(name.clone())
                         .or_insert_with(|| HostEntry::named(name.clone()));

@@ -150,6 +150,64 @@ pub enum InventoryError {
     Target(String),
 }
 
+/// Why a host or group name is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Characters outside letters, digits, `.`, `_`, `-`, or too long.
+    #[error(
+        "invalid {what} name {name:?}: use letters, digits, '.', '_' and '-' (at most {MAX_NAME_LEN})"
+    )]
+    Invalid {
+        /// `host` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// `all` means every host.
+    #[error("{what} name \"all\" is reserved (it means every host)")]
+    Reserved {
+        /// `host` or `group`.
+        what: &'static str,
+    },
+}
+
+/// Why the hosts and groups of an inventory do not fit together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// A host or group name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A group lists a host that is not defined.
+    #[error("group {group:?}: unknown host {host:?}{}", group_hint(.host, *.is_a_group))]
+    UnknownHost {
+        /// The group.
+        group: String,
+        /// The member.
+        host: String,
+        /// The member is a group, written without `@`.
+        is_a_group: bool,
+    },
+    /// A group lists a group that is not defined.
+    #[error("group {group:?}: unknown group \"@{member}\"")]
+    UnknownGroup {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+    },
+    /// Groups that contain each other, as the path `@a -> @b -> @a`.
+    #[error("groups form a cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+}
+
+fn group_hint(host: &str, is_a_group: bool) -> String {
+    if is_a_group {
+        format!(" (write \"@{host}\" for the group)")
+    } else {
+        String::new()
+    }
+}
+
 /// The hosts and groups of a lab.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -237,9 +295,9 @@ impl Inventory {
     /// Not valid TOML, unknown keys, invalid names or MACs, unknown group members, cycles.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let inv = toml_file::parse(text, path)?;
-        inv.validate().map_err(|message| InventoryError::Invalid {
+        inv.validate().map_err(|e| InventoryError::Invalid {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?;
         Ok(inv)
     }
@@ -250,9 +308,9 @@ impl Inventory {
     /// Malformed lines, invalid names, cycles.
     pub fn from_ansible(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let inv = ansible::parse(text, path)?;
-        inv.validate().map_err(|message| InventoryError::Invalid {
+        inv.validate().map_err(|e| InventoryError::Invalid {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?;
         Ok(inv)
     }
@@ -278,7 +336,7 @@ impl Inventory {
     ///
     /// # Errors
     /// The first problem, naming the host or group.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         for name in self.hosts.keys() {
             check_name("host", name)?;
         }
@@ -287,15 +345,17 @@ impl Inventory {
             for m in members {
                 match m {
                     Member::Host(h) if !self.hosts.contains_key(h) => {
-                        let hint = if self.groups.contains_key(h) {
-                            format!(" (write \"@{h}\" for the group)")
-                        } else {
-                            String::new()
-                        };
-                        return Err(format!("group {group:?}: unknown host {h:?}{hint}"));
+                        return Err(ValidationError::UnknownHost {
+                            group: group.clone(),
+                            host: h.clone(),
+                            is_a_group: self.groups.contains_key(h),
+                        });
                     }
                     Member::Group(g) if !self.groups.contains_key(g) => {
-                        return Err(format!("group {group:?}: unknown group \"@{g}\""));
+                        return Err(ValidationError::UnknownGroup {
+                            group: group.clone(),
+                            member: g.clone(),
+                        });
                     }
                     _ => {}
                 }
@@ -315,11 +375,11 @@ impl Inventory {
         group: &'a str,
         stack: &mut Vec<&'a str>,
         done: &mut HashSet<&'a str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ValidationError> {
         if let Some(at) = stack.iter().position(|g| *g == group) {
             let mut cycle: Vec<String> = stack[at..].iter().map(|g| format!("@{g}")).collect();
             cycle.push(format!("@{group}"));
-            return Err(format!("groups form a cycle: {}", cycle.join(" -> ")));
+            return Err(ValidationError::Cycle(cycle));
         }
         if done.contains(group) {
             return Ok(());
@@ -484,8 +544,8 @@ fn strip_path(e: &InventoryError) -> String {
 /// reserved.
 ///
 /// # Errors
-/// Why `name` is not one.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+/// [`NameError`]: why `name` is not one.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -496,14 +556,13 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !valid {
-        return Err(format!(
-            "invalid {what} name {name:?}: use letters, digits, '.', '_' and '-' (at most {MAX_NAME_LEN})"
-        ));
+        return Err(NameError::Invalid {
+            what,
+            name: name.to_owned(),
+        });
     }
     if name == "all" {
-        return Err(format!(
-            "{what} name \"all\" is reserved (it means every host)"
-        ));
+        return Err(NameError::Reserved { what });
     }
     Ok(())
 }
