@@ -1,6 +1,6 @@
 //! The result model: what happened for one host ([`HostResult`]), and the three ways a host
 //! can end up ([`Status`]). The fan-out produces results, the commands refine them, and
-//! [`crate::render`] turns them into text.
+//! `render` turns them into text.
 
 use std::time::Duration;
 
