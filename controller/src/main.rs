@@ -39,17 +39,25 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
             true
         }
-        Work::Pki(cmd, home) => {
+        Work::Pki { cmd, home } => {
             pki::run(&cmd, home.as_deref())?;
             true
         }
-        Work::Echo(fanout, hosts, payload) => echo::run(&fanout, &hosts, payload, mode).await,
-        Work::Status(fanout, hosts) => status::run(&fanout, &hosts, mode).await,
-        Work::Cancel(fanout, hosts, dry_run) => cancel::run(&fanout, &hosts, dry_run, mode).await,
-        Work::Power(fanout, hosts, job) => {
+        Work::Echo {
+            fanout,
+            hosts,
+            payload,
+        } => echo::run(&fanout, &hosts, payload, mode).await,
+        Work::Status { fanout, hosts } => status::run(&fanout, &hosts, mode).await,
+        Work::Cancel {
+            fanout,
+            hosts,
+            dry_run,
+        } => cancel::run(&fanout, &hosts, dry_run, mode).await,
+        Work::Power { fanout, hosts, job } => {
             power::run(&fanout, hosts, &job, mode, &LocalMachine::probe()).await?
         }
-        Work::WakeDirect(hosts, to, dry_run) => wake::direct(&hosts, to, dry_run, mode)?,
+        Work::WakeDirect { hosts, to, dry_run } => wake::direct(&hosts, to, dry_run, mode)?,
         Work::WakeVia {
             fanout,
             relay,
@@ -72,13 +80,15 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
             )
             .await?
         }
-        Work::InventoryList(inventory, hosts) => {
+        Work::InventoryList { inventory, hosts } => {
             inventory_cmd::list(&inventory, &hosts, mode);
             true
         }
-        Work::InventoryLearn(fanout, inventory, hosts) => {
-            inventory_cmd::learn(&fanout, &inventory, hosts, mode).await?
-        }
+        Work::InventoryLearn {
+            fanout,
+            inventory,
+            hosts,
+        } => inventory_cmd::learn(&fanout, &inventory, hosts, mode).await?,
     })
 }
 

@@ -35,18 +35,37 @@ pub enum Work {
     Completions(clap_complete::Shell),
     /// `man`.
     Man,
-    /// `pki ...`: its own home directory handling.
-    Pki(PkiCommand, Option<PathBuf>),
+    /// `pki ...`: it finds its home directory itself.
+    Pki {
+        cmd: PkiCommand,
+        home: Option<PathBuf>,
+    },
     /// `echo`.
-    Echo(FanOut, Vec<Host>, String),
+    Echo {
+        fanout: FanOut,
+        hosts: Vec<Host>,
+        payload: String,
+    },
     /// `status`.
-    Status(FanOut, Vec<Host>),
+    Status { fanout: FanOut, hosts: Vec<Host> },
     /// `cancel`.
-    Cancel(FanOut, Vec<Host>, bool),
+    Cancel {
+        fanout: FanOut,
+        hosts: Vec<Host>,
+        dry_run: bool,
+    },
     /// `shutdown` and `restart`.
-    Power(FanOut, Vec<Host>, PowerJob),
+    Power {
+        fanout: FanOut,
+        hosts: Vec<Host>,
+        job: PowerJob,
+    },
     /// `wake` without `--via`.
-    WakeDirect(Vec<Host>, Destination, bool),
+    WakeDirect {
+        hosts: Vec<Host>,
+        to: Destination,
+        dry_run: bool,
+    },
     /// `wake --via RELAY`.
     WakeVia {
         fanout: FanOut,
@@ -62,9 +81,16 @@ pub enum Work {
         window: std::time::Duration,
     },
     /// `inventory list`.
-    InventoryList(Inventory, Vec<Host>),
+    InventoryList {
+        inventory: Inventory,
+        hosts: Vec<Host>,
+    },
     /// `inventory learn`.
-    InventoryLearn(FanOut, Inventory, Vec<Host>),
+    InventoryLearn {
+        fanout: FanOut,
+        inventory: Inventory,
+        hosts: Vec<Host>,
+    },
 }
 
 impl Settings {
@@ -78,23 +104,41 @@ impl Settings {
         let work = match cli.command {
             Command::Completions { shell } => Work::Completions(shell),
             Command::Man => Work::Man,
-            Command::Pki(cmd) => Work::Pki(cmd, global.home.clone()),
+            Command::Pki(cmd) => Work::Pki {
+                cmd,
+                home: global.home.clone(),
+            },
             Command::Echo { targets, payload } => {
                 let hosts = resolve(&inventory(global)?, &targets)?;
-                Work::Echo(fanout(global)?, hosts, payload)
+                Work::Echo {
+                    fanout: fanout(global)?,
+                    hosts,
+                    payload,
+                }
             }
             Command::Status { targets } => {
                 let hosts = resolve(&inventory(global)?, &all_if_empty(&targets))?;
-                Work::Status(fanout(global)?, hosts)
+                Work::Status {
+                    fanout: fanout(global)?,
+                    hosts,
+                }
             }
             Command::Cancel { targets, dry_run } => {
                 let hosts = resolve(&inventory(global)?, &targets)?;
-                Work::Cancel(fanout(global)?, hosts, dry_run)
+                Work::Cancel {
+                    fanout: fanout(global)?,
+                    hosts,
+                    dry_run,
+                }
             }
             Command::Shutdown(args) => {
                 let job = power_job(&args, PowerAction::Shutdown)?;
                 let hosts = resolve(&inventory(global)?, &args.targets)?;
-                Work::Power(fanout(global)?, hosts, job)
+                Work::Power {
+                    fanout: fanout(global)?,
+                    hosts,
+                    job,
+                }
             }
             Command::Restart(RestartArgs {
                 power,
@@ -104,7 +148,11 @@ impl Settings {
                 let mut job = power_job(&power, PowerAction::Restart)?;
                 job.wait = wait.then_some(wait_timeout);
                 let hosts = resolve(&inventory(global)?, &power.targets)?;
-                Work::Power(fanout(global)?, hosts, job)
+                Work::Power {
+                    fanout: fanout(global)?,
+                    hosts,
+                    job,
+                }
             }
             Command::Wake(args) => wake(global, args)?,
             Command::Discover(args) => {
@@ -128,12 +176,16 @@ impl Settings {
                     );
                 }
                 let hosts = inventory.resolve(&all_if_empty(&targets))?;
-                Work::InventoryList(inventory, hosts)
+                Work::InventoryList { inventory, hosts }
             }
             Command::Inventory(InventoryCommand::Learn { targets }) => {
                 let inventory = inventory(global)?;
                 let hosts = resolve(&inventory, &targets)?;
-                Work::InventoryLearn(fanout(global)?, inventory, hosts)
+                Work::InventoryLearn {
+                    fanout: fanout(global)?,
+                    inventory,
+                    hosts,
+                }
             }
         };
         Ok(Self { mode, work })
@@ -148,7 +200,11 @@ fn wake(global: &Global, args: WakeArgs) -> anyhow::Result<Work> {
         port: args.port,
     };
     let Some(via) = &args.via else {
-        return Ok(Work::WakeDirect(hosts, to, args.dry_run));
+        return Ok(Work::WakeDirect {
+            hosts,
+            to,
+            dry_run: args.dry_run,
+        });
     };
     let relays = resolve(&inventory, std::slice::from_ref(via))?;
     let [relay] = relays.as_slice() else {
