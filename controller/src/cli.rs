@@ -275,7 +275,12 @@ pub struct OutArgs {
     pub days: u32,
 }
 
-fn parse_role(s: &str) -> Result<String, String> {
+/// A role name that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("a role is 1-64 characters of a-z, 0-9, '-' and '_' (e.g. monitor, operator, admin)")]
+pub struct RoleError;
+
+fn parse_role(s: &str) -> Result<String, RoleError> {
     if !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -283,9 +288,6 @@ fn parse_role(s: &str) -> Result<String, String> {
     {
         Ok(s.to_owned())
     } else {
-        Err(
-            "a role is 1-64 characters of a-z, 0-9, '-' and '_' (e.g. monitor, operator, admin)"
-                .into(),
-        )
+        Err(RoleError)
     }
 }

@@ -2,14 +2,50 @@
 
 use std::time::Duration;
 
+/// Why a duration is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing was typed.
+    #[error("empty duration")]
+    Empty,
+    /// A letter that is not s, m, h or d.
+    #[error("{input:?}: unknown unit {unit:?} (use s, m, h or d, e.g. 90s, 5m, 1h30m)")]
+    UnknownUnit {
+        /// As typed.
+        input: String,
+        /// The letter.
+        unit: char,
+    },
+    /// A unit with no number before it.
+    #[error("{input:?}: expected a number before {unit:?}")]
+    NoNumber {
+        /// As typed.
+        input: String,
+        /// The unit.
+        unit: char,
+    },
+    /// More seconds than fit.
+    #[error("{0:?}: too long")]
+    TooLong(String),
+    /// `1h30`: a number without a unit after a unit.
+    #[error("{0:?}: a number needs a unit after another unit (e.g. 1h30m)")]
+    MissingUnit(String),
+    /// `ms` after something that is not a number.
+    #[error("{0:?}: expected milliseconds, e.g. 500ms")]
+    BadMillis(String),
+    /// A timeout of zero.
+    #[error("timeout must be greater than zero")]
+    Zero,
+}
+
 /// Parses a duration; a bare number is seconds.
 ///
 /// # Errors
-/// A readable reason for anything else.
-pub fn parse(s: &str) -> Result<Duration, String> {
+/// [`DurationError`] for anything else.
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
@@ -28,25 +64,25 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             'h' => 3600,
             'd' => 86_400,
             _ => {
-                return Err(format!(
-                    "{s:?}: unknown unit {c:?} (use s, m, h or d, e.g. 90s, 5m, 1h30m)"
-                ));
+                return Err(DurationError::UnknownUnit {
+                    input: s.to_owned(),
+                    unit: c,
+                });
             }
         };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("{s:?}: expected a number before {c:?}"))?;
+        let n: u64 = number.parse().map_err(|_| DurationError::NoNumber {
+            input: s.to_owned(),
+            unit: c,
+        })?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("{s:?}: too long"))?;
+            .ok_or_else(|| DurationError::TooLong(s.to_owned()))?;
         number.clear();
         saw_unit = true;
     }
     if !number.is_empty() || !saw_unit {
-        return Err(format!(
-            "{s:?}: a number needs a unit after another unit (e.g. 1h30m)"
-        ));
+        return Err(DurationError::MissingUnit(s.to_owned()));
     }
     Ok(Duration::from_secs(total))
 }
@@ -55,17 +91,17 @@ pub fn parse(s: &str) -> Result<Duration, String> {
 /// timeouts.
 ///
 /// # Errors
-/// A readable reason.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+/// [`DurationError`].
+pub fn parse_timeout(s: &str) -> Result<Duration, DurationError> {
     let d = match s.trim().strip_suffix("ms") {
         Some(ms) => ms
             .parse::<u64>()
             .map(Duration::from_millis)
-            .map_err(|_| format!("{s:?}: expected milliseconds, e.g. 500ms"))?,
+            .map_err(|_| DurationError::BadMillis(s.to_owned()))?,
         None => parse(s)?,
     };
     if d.is_zero() {
-        return Err("timeout must be greater than zero".into());
+        return Err(DurationError::Zero);
     }
     Ok(d)
 }
@@ -73,8 +109,8 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 /// Like [`parse_timeout`] but zero is allowed: a pause that may be none.
 ///
 /// # Errors
-/// A readable reason.
-pub fn parse_pause(s: &str) -> Result<Duration, String> {
+/// [`DurationError`].
+pub fn parse_pause(s: &str) -> Result<Duration, DurationError> {
     match parse_timeout(s) {
         Err(_) if parse(s) == Ok(Duration::ZERO) => Ok(Duration::ZERO),
         other => other,

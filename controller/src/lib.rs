@@ -2,40 +2,47 @@
 //! of them in parallel, and reports each host's outcome.
 //!
 //! # Layout
+//! Public (the binary, the end-to-end tests and the benchmark use them):
 //! - [`cli`]: the clap definitions of the command line.
-//! - [`pki_cmd`]: `lightsout pki ...`.
+//! - [`cmd`]: the subcommands, one file each (`echo`, `status`, `cancel`, `power`, `wake`,
+//!   `discover`, `inventory`, `pki`).
 //! - [`inventory`]: the lab's hosts and groups (TOML or Ansible INI) and TARGET resolution.
-//! - [`target`]: parsing `host`, `host:port`, `[v6]:port`.
-//! - [`duration`]: parsing `90`, `90s`, `5m`, `1h30m`.
-//! - [`client`]: one connection to one agent: connect, handshake, request/response.
-//! - [`error`]: [`ClientError`], the distinct ways reaching an agent can fail.
 //! - [`fanout`]: many hosts at once, with a concurrency cap and a per-host deadline.
-//! - [`report`]: the table, the status board, `--json` and `--jsonl`; sanitises agent text.
-//! - [`output`]: the progress bar and printing results as they arrive and at the end.
+//! - [`result`]: the result model: [`HostResult`], its outcome and [`result::Status`].
+//! - [`print`](mod@print): where results are printed: the progress bar, results as they
+//!   arrive and at the end.
 //! - [`local`]: recognising the machine the controller runs on.
-//! - [`power`]: the safe shutdown/restart workflow (confirmation, self-protection,
-//!   `--skip-busy`, batches, `restart --wait`).
-//! - [`wake`]: Wake-on-LAN, directly or through an agent (`--via`).
-//! - [`discover`]: finding agents on the LAN.
-//! - [`inventory_cmd`]: `inventory list` and `inventory learn`.
+//!
+//! Inside the crate:
+//! - `client`: one connection to one agent ([`Client`]): connect, handshake,
+//!   request/response.
+//! - `error`: [`ClientError`], the distinct ways reaching an agent can fail.
+//! - `target`: parsing `host`, `host:port`, `[v6]:port` into a [`Target`].
+//! - `duration`: parsing `90`, `90s`, `5m`, `1h30m`.
+//! - `render`: results as text (the table, the status board, `--json`, `--jsonl`);
+//!   sanitises agent text.
+//! - `text`: string helpers: natural order of names, "did you mean" suggestions.
+//!
+//! The binary (`main.rs`) adds `settings.rs`: the command line turned into validated
+//! settings (inventory loaded, targets resolved, TLS configuration loaded) before any work,
+//! and the only `anyhow` errors.
 
 pub mod cli;
-pub mod client;
-pub mod discover;
-pub mod duration;
-pub mod error;
+pub(crate) mod client;
+pub mod cmd;
+pub(crate) mod duration;
+pub(crate) mod error;
 pub mod fanout;
 pub mod inventory;
-pub mod inventory_cmd;
 pub mod local;
-pub mod output;
-pub mod pki_cmd;
-pub mod power;
-pub mod report;
-pub mod target;
-pub mod wake;
+pub mod print;
+pub(crate) mod render;
+pub mod result;
+pub(crate) mod target;
+pub(crate) mod text;
 
 pub use client::Client;
 pub use error::ClientError;
-pub use fanout::{FanOut, HostResult};
-pub use target::Target;
+pub use fanout::FanOut;
+pub use result::HostResult;
+pub use target::{Target, TargetError};

@@ -2,6 +2,29 @@
 
 use lightsout_protocol::DEFAULT_PORT;
 
+/// Why a target is not `host`, `host:port`, an IPv6 address or `[v6]:port`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Nothing was typed.
+    #[error("empty target")]
+    Empty,
+    /// `[v6` without the closing bracket.
+    #[error("{0:?}: missing ']'")]
+    MissingBracket(String),
+    /// `[v6]` followed by something other than `:port`.
+    #[error("{0:?}: expected ':' after ']'")]
+    ExpectedColon(String),
+    /// Several colons, and not an IPv6 address.
+    #[error("{0:?}: not a host, host:port or IPv6 address (write [v6]:port)")]
+    NotIpv6(String),
+    /// `:port` alone.
+    #[error("{0:?}: missing host")]
+    MissingHost(String),
+    /// A port that is not 1-65535.
+    #[error("{0:?}: port must be 1-65535")]
+    BadPort(String),
+}
+
 /// One host to reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -16,8 +39,8 @@ impl Target {
     /// when none is given.
     ///
     /// # Errors
-    /// A readable reason: empty host, bad port.
-    pub fn parse(s: &str, default_port: u16) -> Result<Self, String> {
+    /// [`TargetError`]: empty host, bad port.
+    pub fn parse(s: &str, default_port: u16) -> Result<Self, TargetError> {
         let (host, port) = Self::split(s)?;
         Ok(Self {
             host,
@@ -29,23 +52,23 @@ impl Target {
     /// without brackets) and the port, if one was given.
     ///
     /// # Errors
-    /// A readable reason: empty host, bad port.
-    pub fn split(s: &str) -> Result<(String, Option<u16>), String> {
+    /// [`TargetError`]: empty host, bad port.
+    pub fn split(s: &str) -> Result<(String, Option<u16>), TargetError> {
         let s = s.trim();
         if s.is_empty() {
-            return Err("empty target".into());
+            return Err(TargetError::Empty);
         }
         // [v6] or [v6]:port
         if let Some(rest) = s.strip_prefix('[') {
             let (host, after) = rest
                 .split_once(']')
-                .ok_or_else(|| format!("{s:?}: missing ']'"))?;
+                .ok_or_else(|| TargetError::MissingBracket(s.to_owned()))?;
             let port = match after {
                 "" => None,
                 p => Some(parse_port(
                     s,
                     p.strip_prefix(':')
-                        .ok_or_else(|| format!("{s:?}: expected ':' after ']'"))?,
+                        .ok_or_else(|| TargetError::ExpectedColon(s.to_owned()))?,
                 )?),
             };
             return Ok((host.to_owned(), port));
@@ -54,16 +77,14 @@ impl Target {
         if s.matches(':').count() > 1 {
             return match s.parse::<std::net::Ipv6Addr>() {
                 Ok(_) => Ok((s.to_owned(), None)),
-                Err(_) => Err(format!(
-                    "{s:?}: not a host, host:port or IPv6 address (write [v6]:port)"
-                )),
+                Err(_) => Err(TargetError::NotIpv6(s.to_owned())),
             };
         }
         match s.split_once(':') {
             Some((host, port)) if !host.is_empty() => {
                 Ok((host.to_owned(), Some(parse_port(s, port)?)))
             }
-            Some(_) => Err(format!("{s:?}: missing host")),
+            Some(_) => Err(TargetError::MissingHost(s.to_owned())),
             None => Ok((s.to_owned(), None)),
         }
     }
@@ -72,14 +93,14 @@ impl Target {
     ///
     /// # Errors
     /// See [`Target::parse`].
-    pub fn parse_default(s: &str) -> Result<Self, String> {
+    pub fn parse_default(s: &str) -> Result<Self, TargetError> {
         Self::parse(s, DEFAULT_PORT)
     }
 }
 
-fn parse_port(whole: &str, p: &str) -> Result<u16, String> {
+fn parse_port(whole: &str, p: &str) -> Result<u16, TargetError> {
     match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("{whole:?}: port must be 1-65535")),
+        Ok(0) | Err(_) => Err(TargetError::BadPort(whole.to_owned())),
         Ok(port) => Ok(port),
     }
 }

@@ -683,7 +683,7 @@ fn inventory_learn_records_the_agents_macs() {
     let echo = room.run(&["--json", "echo", "lab-01"]).json();
     let reported: Vec<lightsout_protocol::InterfaceMac> =
         serde_json::from_value(echo["results"][0]["response"]["health"]["macs"].clone()).unwrap();
-    let expected = lightsout_controller::inventory_cmd::usable_macs(&reported);
+    let expected = lightsout_controller::cmd::inventory::usable_macs(&reported);
 
     let out = room.run(&[
         "inventory",
@@ -838,4 +838,33 @@ fn an_ansible_inventory_works_unchanged() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["summary"]["ok"], 2, "{doc}");
     assert_eq!(doc["results"][1]["host"], "lab-02");
+}
+
+#[test]
+fn an_ansible_inventory_dials_ansible_ssh_host() {
+    let room = Room::new(&[("lab-01", dry(&[]))]);
+    let ini = room.lab.dir.path().join("hosts");
+    // The inventory name resolves to nothing: only ansible_ssh_host reaches the agent.
+    std::fs::write(
+        &ini,
+        format!(
+            "[teaching]\nlab-01.invalid ansible_ssh_host=127.0.0.1 lightsout_port={} lightsout_tls_name=localhost\n",
+            room.machines[0].agent.addr.port()
+        ),
+    )
+    .unwrap();
+    let out = room
+        .lab
+        .controller_cmd()
+        .arg("--inventory")
+        .arg(&ini)
+        .args(["--json", "echo", "@teaching"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["ok"], 1, "{doc}");
+    assert_eq!(
+        doc["results"][0]["target"],
+        format!("127.0.0.1:{}", room.machines[0].agent.addr.port())
+    );
 }

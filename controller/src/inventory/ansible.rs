@@ -5,7 +5,8 @@
 //! (`lab-[01:20]`, `node-[a:f]`, with an optional step `[01:20:2]`), comments (`#`, `;`), and
 //! on host lines `key=value` variables, quoted or not. Variables used:
 //!
-//! - `ansible_host`: the address to dial;
+//! - `ansible_host` (or the older `ansible_ssh_host`; `ansible_host` wins when both are set):
+//!   the address to dial;
 //! - `lightsout_port`, `lightsout_mac` (comma-separated for several cards),
 //!   `lightsout_tls_name`: lightsout's own settings, on a host line or in `[group:vars]`
 //!   (`[all:vars]` sets the default port).
@@ -22,6 +23,23 @@ use super::{Format, HostEntry, Inventory, InventoryError, Member};
 
 /// Most hosts one range pattern may produce.
 const MAX_RANGE_HOSTS: usize = 10_000;
+
+/// What is wrong with one line, before the file and line number are added.
+#[derive(Debug, thiserror::Error)]
+enum LineError {
+    #[error("{0:?} is not a port (1-65535)")]
+    BadPort(String),
+    #[error("{0:?}: unterminated quote")]
+    UnterminatedQuote(String),
+    #[error("{0:?}: nothing on the line")]
+    Empty(String),
+    #[error("{0:?}: unclosed '['")]
+    UnclosedRange(String),
+    #[error("{0:?}: a range is [START:END] or [START:END:STEP]")]
+    BadRange(String),
+    #[error("{0:?}: more than {MAX_RANGE_HOSTS} hosts")]
+    TooManyHosts(String),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {
@@ -68,7 +86,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
             };
             super::check_name("group", name)
                 .or_else(|e| if name == "all" { Ok(()) } else { Err(e) })
-                .map_err(invalid)?;
+                .map_err(|e| invalid(e.to_string()))?;
             group = name.to_owned();
             section = kind;
             if name != "all" && kind != Section::Vars {
@@ -76,7 +94,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
             }
             continue;
         }
-        let tokens = tokenize(line).map_err(invalid)?;
+        let tokens = tokenize(line).map_err(|e| invalid(e.to_string()))?;
         match section {
             Section::Vars => {
                 let (key, value) = line
@@ -89,7 +107,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
             }
             Section::Children => {
                 let child = tokens[0].clone();
-                super::check_name("group", &child).map_err(invalid)?;
+                super::check_name("group", &child).map_err(|e| invalid(e.to_string()))?;
                 groups.entry(child.clone()).or_default();
                 if group != "all" {
                     push_unique(
@@ -116,8 +134,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
                     p.parse::<u16>()
                         .map_err(|_| invalid(format!("ansible_port={p:?} is not a port number")))?;
                 }
-                for name in expand_ranges(pattern).map_err(invalid)? {
-                    super::check_name("host", &name).map_err(invalid)?;
+                for name in expand_ranges(pattern).map_err(|e| invalid(e.to_string()))? {
+                    super::check_name("host", &name).map_err(|e| invalid(e.to_string()))?;
                     hosts
                         .entry(name.clone())
                         .or_insert_with(|| HostEntry::named(name.clone()));
@@ -169,7 +187,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
             path: path.to_path_buf(),
             message: format!("host {name:?}: {message}"),
         };
-        entry.address = own.get("ansible_host").cloned();
+        // `ansible_ssh_host` is the older name Ansible still honours; `ansible_host` wins.
+        entry.address = own
+            .get("ansible_host")
+            .or_else(|| own.get("ansible_ssh_host"))
+            .cloned();
         if let Some(p) = lookup("lightsout_port") {
             entry.port = Some(parse_port(&p).map_err(|e| invalid(format!("lightsout_port: {e}")))?);
         }
@@ -197,9 +219,9 @@ fn push_unique(members: &mut Vec<Member>, m: Member) {
     }
 }
 
-fn parse_port(p: &str) -> Result<u16, String> {
+fn parse_port(p: &str) -> Result<u16, LineError> {
     match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("{p:?} is not a port (1-65535)")),
+        Ok(0) | Err(_) => Err(LineError::BadPort(p.to_owned())),
         Ok(port) => Ok(port),
     }
 }
@@ -236,7 +258,7 @@ fn inherited(
 
 /// Splits a line into whitespace-separated tokens; quotes group, a `#` or `;` token starts a
 /// comment.
-fn tokenize(line: &str) -> Result<Vec<String>, String> {
+fn tokenize(line: &str) -> Result<Vec<String>, LineError> {
     let mut tokens = Vec::new();
     let mut current = String::new();
     let mut quote: Option<char> = None;
@@ -263,13 +285,13 @@ fn tokenize(line: &str) -> Result<Vec<String>, String> {
         }
     }
     if quote.is_some() {
-        return Err(format!("{line:?}: unterminated quote"));
+        return Err(LineError::UnterminatedQuote(line.to_owned()));
     }
     if in_token {
         tokens.push(current);
     }
     if tokens.is_empty() {
-        return Err(format!("{line:?}: nothing on the line"));
+        return Err(LineError::Empty(line.to_owned()));
     }
     Ok(tokens)
 }
@@ -285,21 +307,21 @@ fn unquote(v: &str) -> String {
 }
 
 /// Expands Ansible host ranges: `lab-[01:03]` → lab-01, lab-02, lab-03.
-fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
+fn expand_ranges(pattern: &str) -> Result<Vec<String>, LineError> {
     let Some(open) = pattern.find('[') else {
         return Ok(vec![pattern.to_owned()]);
     };
     let close = pattern[open..]
         .find(']')
         .map(|i| open + i)
-        .ok_or_else(|| format!("{pattern:?}: unclosed '['"))?;
+        .ok_or_else(|| LineError::UnclosedRange(pattern.to_owned()))?;
     let (prefix, spec, rest) = (
         &pattern[..open],
         &pattern[open + 1..close],
         &pattern[close + 1..],
     );
     let parts: Vec<&str> = spec.split(':').collect();
-    let bad = || format!("{pattern:?}: a range is [START:END] or [START:END:STEP]");
+    let bad = || LineError::BadRange(pattern.to_owned());
     let (start, end) = match parts.as_slice() {
         [s, e] | [s, e, _] => (*s, *e),
         _ => return Err(bad()),
@@ -313,7 +335,7 @@ fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
             return Err(bad());
         }
         if (b - a) as usize / step >= MAX_RANGE_HOSTS {
-            return Err(format!("{pattern:?}: more than {MAX_RANGE_HOSTS} hosts"));
+            return Err(LineError::TooManyHosts(pattern.to_owned()));
         }
         let width = if start.len() > 1 && start.starts_with('0') {
             start.len()
@@ -337,7 +359,7 @@ fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
     };
     let tails = expand_ranges(rest)?;
     if items.len() * tails.len() > MAX_RANGE_HOSTS {
-        return Err(format!("{pattern:?}: more than {MAX_RANGE_HOSTS} hosts"));
+        return Err(LineError::TooManyHosts(pattern.to_owned()));
     }
     Ok(items
         .iter()
@@ -424,6 +446,22 @@ ansible_user=admin
             "52:54:00:00:00:04"
         );
         assert_eq!(resolve(&inv, &["10.0.1.4"]), ["lab-04=10.0.1.4:7500"]);
+    }
+
+    #[test]
+    fn ansible_ssh_host_is_the_address_unless_ansible_host_is_set() {
+        let text = "[room]\nold ansible_ssh_host=10.0.3.1\nboth ansible_ssh_host=10.0.3.2 ansible_host=10.0.3.3\nquoted ansible_ssh_host='10.0.3.4'\n";
+        let inv = Inventory::from_ansible(text, Path::new("hosts")).unwrap();
+        assert_eq!(
+            resolve(&inv, &["@room"]),
+            [
+                "old=10.0.3.1:7474",
+                "both=10.0.3.3:7474",
+                "quoted=10.0.3.4:7474"
+            ],
+            "the older name is honoured; ansible_host wins when both are set"
+        );
+        assert_eq!(resolve(&inv, &["10.0.3.1"]), ["old=10.0.3.1:7474"]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use lightsout_protocol::{DEFAULT_PORT, MacAddr};
 
 use crate::target::Target;
+use crate::text::{natural_cmp, suggest};
 
 /// File name of the default inventory, in the lightsout home directory.
 pub const DEFAULT_FILE: &str = "inventory.toml";
@@ -149,6 +150,64 @@ pub enum InventoryError {
     Target(String),
 }
 
+/// Why a host or group name is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Characters outside letters, digits, `.`, `_`, `-`, or too long.
+    #[error(
+        "invalid {what} name {name:?}: use letters, digits, '.', '_' and '-' (at most {MAX_NAME_LEN})"
+    )]
+    Invalid {
+        /// `host` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// `all` means every host.
+    #[error("{what} name \"all\" is reserved (it means every host)")]
+    Reserved {
+        /// `host` or `group`.
+        what: &'static str,
+    },
+}
+
+/// Why the hosts and groups of an inventory do not fit together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// A host or group name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A group lists a host that is not defined.
+    #[error("group {group:?}: unknown host {host:?}{}", group_hint(.host, *.is_a_group))]
+    UnknownHost {
+        /// The group.
+        group: String,
+        /// The member.
+        host: String,
+        /// The member is a group, written without `@`.
+        is_a_group: bool,
+    },
+    /// A group lists a group that is not defined.
+    #[error("group {group:?}: unknown group \"@{member}\"")]
+    UnknownGroup {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+    },
+    /// Groups that contain each other, as the path `@a -> @b -> @a`.
+    #[error("groups form a cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+}
+
+fn group_hint(host: &str, is_a_group: bool) -> String {
+    if is_a_group {
+        format!(" (write \"@{host}\" for the group)")
+    } else {
+        String::new()
+    }
+}
+
 /// The hosts and groups of a lab.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -236,9 +295,9 @@ impl Inventory {
     /// Not valid TOML, unknown keys, invalid names or MACs, unknown group members, cycles.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let inv = toml_file::parse(text, path)?;
-        inv.validate().map_err(|message| InventoryError::Invalid {
+        inv.validate().map_err(|e| InventoryError::Invalid {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?;
         Ok(inv)
     }
@@ -249,9 +308,9 @@ impl Inventory {
     /// Malformed lines, invalid names, cycles.
     pub fn from_ansible(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let inv = ansible::parse(text, path)?;
-        inv.validate().map_err(|message| InventoryError::Invalid {
+        inv.validate().map_err(|e| InventoryError::Invalid {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?;
         Ok(inv)
     }
@@ -277,7 +336,7 @@ impl Inventory {
     ///
     /// # Errors
     /// The first problem, naming the host or group.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         for name in self.hosts.keys() {
             check_name("host", name)?;
         }
@@ -286,15 +345,17 @@ impl Inventory {
             for m in members {
                 match m {
                     Member::Host(h) if !self.hosts.contains_key(h) => {
-                        let hint = if self.groups.contains_key(h) {
-                            format!(" (write \"@{h}\" for the group)")
-                        } else {
-                            String::new()
-                        };
-                        return Err(format!("group {group:?}: unknown host {h:?}{hint}"));
+                        return Err(ValidationError::UnknownHost {
+                            group: group.clone(),
+                            host: h.clone(),
+                            is_a_group: self.groups.contains_key(h),
+                        });
                     }
                     Member::Group(g) if !self.groups.contains_key(g) => {
-                        return Err(format!("group {group:?}: unknown group \"@{g}\""));
+                        return Err(ValidationError::UnknownGroup {
+                            group: group.clone(),
+                            member: g.clone(),
+                        });
                     }
                     _ => {}
                 }
@@ -314,11 +375,11 @@ impl Inventory {
         group: &'a str,
         stack: &mut Vec<&'a str>,
         done: &mut HashSet<&'a str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ValidationError> {
         if let Some(at) = stack.iter().position(|g| *g == group) {
             let mut cycle: Vec<String> = stack[at..].iter().map(|g| format!("@{g}")).collect();
             cycle.push(format!("@{group}"));
-            return Err(format!("groups form a cycle: {}", cycle.join(" -> ")));
+            return Err(ValidationError::Cycle(cycle));
         }
         if done.contains(group) {
             return Ok(());
@@ -483,8 +544,8 @@ fn strip_path(e: &InventoryError) -> String {
 /// reserved.
 ///
 /// # Errors
-/// Why `name` is not one.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+/// [`NameError`]: why `name` is not one.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -495,74 +556,15 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !valid {
-        return Err(format!(
-            "invalid {what} name {name:?}: use letters, digits, '.', '_' and '-' (at most {MAX_NAME_LEN})"
-        ));
+        return Err(NameError::Invalid {
+            what,
+            name: name.to_owned(),
+        });
     }
     if name == "all" {
-        return Err(format!(
-            "{what} name \"all\" is reserved (it means every host)"
-        ));
+        return Err(NameError::Reserved { what });
     }
     Ok(())
-}
-
-/// ` (did you mean "x"?)` when a known name is within two edits of `name`.
-fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>, prefix: &str) -> String {
-    known
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| format!(" (did you mean \"{prefix}{k}\"?)"))
-        .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-/// Orders names as people expect: `lab-2` before `lab-10`.
-pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        let bytes = s.as_bytes();
-        for i in 1..=bytes.len() {
-            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
-                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
-                start = i;
-            }
-        }
-        out
-    }
-    let (ca, cb) = (chunks(a), chunks(b));
-    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
-        let ord = if *da && *db {
-            let (ta, tb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
-            ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
-        } else {
-            xa.cmp(xb)
-        };
-        if ord != std::cmp::Ordering::Equal {
-            return ord;
-        }
-    }
-    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
 }
 
 #[cfg(test)]
@@ -728,12 +730,5 @@ everything = ["@rooms", "printer", "lab-01"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("reserved"), "{err}");
-    }
-
-    #[test]
-    fn natural_order() {
-        let mut names = vec!["lab-10", "lab-2", "lab-01", "alpha", "lab-1a"];
-        names.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(names, ["alpha", "lab-01", "lab-1a", "lab-2", "lab-10"]);
     }
 }

@@ -122,15 +122,22 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
     ))
 }
 
+/// Why an address is not an IP address or a DNS name without a port.
+#[derive(Debug, thiserror::Error)]
+enum AddressError {
+    #[error("{0:?}: give the address alone and the port in `port`")]
+    WithPort(String),
+    #[error("{0:?} is neither an IP address nor a DNS name")]
+    NotAnAddress(String),
+}
+
 /// An address is an IP address or a DNS name, without a port.
-fn check_address(address: &str) -> Result<(), String> {
+fn check_address(address: &str) -> Result<(), AddressError> {
     if address.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
     if address.contains(':') {
-        return Err(format!(
-            "{address:?}: give the address alone and the port in `port`"
-        ));
+        return Err(AddressError::WithPort(address.to_owned()));
     }
     let dns_ok = !address.is_empty()
         && address.len() <= 253
@@ -140,9 +147,7 @@ fn check_address(address: &str) -> Result<(), String> {
     if dns_ok {
         Ok(())
     } else {
-        Err(format!(
-            "{address:?} is neither an IP address nor a DNS name"
-        ))
+        Err(AddressError::NotAnAddress(address.to_owned()))
     }
 }
 

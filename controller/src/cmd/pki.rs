@@ -1,29 +1,48 @@
 //! `lightsout pki ...`: the CA and certificates for other machines.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-use lightsout_pki::ca;
+use lightsout_pki::{PkiError, ca};
 
 use crate::cli::{IssueCommand, PkiCommand};
 use lightsout_pki::crl::{self, Selector};
 use lightsout_pki::{Ca, CertKind, Home, IssueOptions};
 
-fn load_ca(home: &Home) -> anyhow::Result<Ca> {
+/// Why a `pki` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiCommandError {
+    /// Issuing or revoking needs the CA's key, and this home has none.
+    #[error(
+        "no CA key at {}: run `lightsout pki init` first (on the machine that holds the CA)",
+        .0.display()
+    )]
+    NoCa(PathBuf),
+    /// The CA's files are there but unusable.
+    #[error("failed to load the CA")]
+    LoadCa(#[source] PkiError),
+    /// `pki revoke` without NAME, `--serial` or `--fingerprint`.
+    #[error("name a certificate: NAME, --serial or --fingerprint")]
+    NoSelector,
+    /// A certificate name that would not make a file name.
+    #[error("invalid name {0:?}: use a host or user name")]
+    InvalidName(String),
+    /// The home directory, the CA, the CRL or a certificate file.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+fn load_ca(home: &Home) -> Result<Ca, PkiCommandError> {
     if !home.ca_key().exists() {
-        bail!(
-            "no CA key at {}: run `lightsout pki init` first (on the machine that holds the CA)",
-            home.ca_key().display()
-        );
+        return Err(PkiCommandError::NoCa(home.ca_key()));
     }
-    Ca::load_home(home).context("failed to load the CA")
+    Ca::load_home(home).map_err(PkiCommandError::LoadCa)
 }
 
 /// Runs a pki subcommand.
 ///
 /// # Errors
 /// Files cannot be read or written, or a name is invalid.
-pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> Result<(), PkiCommandError> {
     let home = Home::resolve(home)?;
     match cmd {
         PkiCommand::Init => {
@@ -53,7 +72,7 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> anyhow::Result<()> {
                 (Some(n), _, _) => Selector::Name(n.clone()),
                 (_, Some(s), _) => Selector::Serial(s.clone()),
                 (_, _, Some(f)) => Selector::Fingerprint(f.clone()),
-                _ => bail!("name a certificate: NAME, --serial or --fingerprint"),
+                _ => return Err(PkiCommandError::NoSelector),
             };
             let revoked = crl::revoke(&home, &ca, &selector)?;
             if revoked.is_empty() {
@@ -126,7 +145,7 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> anyhow::Result<()> {
             };
             if opts.name.is_empty() || opts.name.contains(['/', '\\']) || opts.name.starts_with('.')
             {
-                bail!("invalid name {:?}: use a host or user name", opts.name);
+                return Err(PkiCommandError::InvalidName(opts.name));
             }
             let issued = ca.issue(&opts)?;
             crl::record_issued(&home, &opts, &issued)?;

@@ -25,24 +25,67 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use lightsout_protocol::{Health, PowerAction, PowerParams, Reply, Request, RequestEnvelope};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::duration::human;
-use crate::fanout::{FanOut, HostOutcome, HostResult, WaitOutcome, echo_request, new_request_id};
+use crate::fanout::{FanOut, echo_request, new_request_id};
 use crate::inventory::Host;
 use crate::local::LocalMachine;
-use crate::output::{Live, Mode};
-use crate::report::sanitize;
+use crate::print::{Live, Mode};
+use crate::render::sanitize;
+use crate::result::{HostOutcome, HostResult, Status, WaitOutcome};
 
 /// How often a restarting host is asked whether it is back.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Everything the command line says about one shutdown or restart run.
+/// Why a shutdown or restart was refused before anything was sent (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum PowerError {
+    /// The targets resolved to no host.
+    #[error("no hosts to {verb}")]
+    NoHosts {
+        /// `shut down` or `restart`.
+        verb: &'static str,
+    },
+    /// Several hosts, no `--yes`, and no terminal to ask on.
+    #[error(
+        "refusing to {verb} {total} hosts without confirmation: stdin is not a terminal to ask on. Pass --yes to confirm (or --dry-run to rehearse). Nothing was sent."
+    )]
+    NoConfirmation {
+        /// `shut down` or `restart`.
+        verb: &'static str,
+        /// How many hosts.
+        total: usize,
+    },
+    /// This machine was named explicitly without `--include-self`.
+    #[error(
+        "refusing to {verb} {host}: it is this machine (the controller runs here, host name {hostname}). Name it explicitly and add --include-self to really do it. Nothing was sent."
+    )]
+    ThisMachine {
+        /// `shut down` or `restart`.
+        verb: &'static str,
+        /// The host as named (sanitised).
+        host: String,
+        /// This machine's host name (sanitised).
+        hostname: String,
+    },
+    /// The operator did not say yes.
+    #[error("aborted: no {action} was sent")]
+    Aborted {
+        /// `shutdown` or `restart`.
+        action: &'static str,
+    },
+    /// The answer to the confirmation could not be read.
+    #[error(transparent)]
+    Stdin(#[from] std::io::Error),
+}
+
+/// Everything the command line says about one shutdown or restart run. (Not the
+/// protocol's `PowerPlan`, which is the argv an agent runs.)
 #[derive(Debug, Clone)]
-pub struct PowerPlan {
+pub struct PowerJob {
     /// Shutdown or restart.
     pub action: PowerAction,
     /// Delay, message, replace.
@@ -61,6 +104,15 @@ pub struct PowerPlan {
     pub include_self: bool,
     /// `restart --wait`: how long each host may take to come back after it was due.
     pub wait: Option<Duration>,
+}
+
+impl PowerJob {
+    fn verb(&self) -> &'static str {
+        match self.action {
+            PowerAction::Shutdown => "shut down",
+            PowerAction::Restart => "restart",
+        }
+    }
 }
 
 /// A machine's boot identity, to tell that a restart really happened.
@@ -95,8 +147,11 @@ impl BootIdentity {
     }
 }
 
-/// Runs the workflow against `hosts`; returns whether every host that was not skipped
-/// succeeded.
+/// Boot identities before the action, by target.
+type Identities = HashMap<String, BootIdentity>;
+
+/// Runs the workflow against `hosts`, the six steps of the module docs in order; returns
+/// whether every host that was not skipped succeeded.
 ///
 /// # Errors
 /// Refusals before anything is sent (no confirmation possible, this machine named without
@@ -104,159 +159,201 @@ impl BootIdentity {
 pub async fn run(
     fanout: &FanOut,
     hosts: Vec<Host>,
-    plan: &PowerPlan,
+    job: &PowerJob,
     mode: Mode,
     local: &LocalMachine,
-) -> anyhow::Result<bool> {
-    let name = plan.action.as_str();
-    let verb = match plan.action {
-        PowerAction::Shutdown => "shut down",
-        PowerAction::Restart => "restart",
-    };
-    if hosts.is_empty() {
-        bail!("no hosts to {verb}");
-    }
+) -> Result<bool, PowerError> {
     let total = hosts.len();
-    let ask = total > 1 && !plan.dry_run && !plan.yes;
-    let stdin_is_terminal = std::io::stdin().is_terminal();
-    if ask && !stdin_is_terminal {
-        bail!(
-            "refusing to {verb} {total} hosts without confirmation: stdin is not a terminal to ask on. Pass --yes to confirm (or --dry-run to rehearse). Nothing was sent."
-        );
-    }
+    let ask = confirmation_gate(job, total)?;
     let order: HashMap<String, usize> = hosts
         .iter()
         .enumerate()
         .map(|(i, h)| (h.target.to_string(), i))
         .collect();
+    // Hosts that end before the action is sent: skipped, or failed their pre-flight.
     let mut finished: Vec<HostResult> = Vec::new();
-
-    // 2. Self-protection.
-    let mut candidates = Vec::new();
-    if plan.dry_run {
-        candidates = hosts;
-    } else {
-        let checks =
-            futures_util::future::join_all(hosts.iter().map(|h| local.is_self(h, fanout.timeout)))
-                .await;
-        let mut check_dry_run = Vec::new();
-        for (host, is_self) in hosts.into_iter().zip(checks) {
-            if !is_self || (host.explicit && plan.include_self) {
-                candidates.push(host);
-            } else {
-                check_dry_run.push(host);
-            }
-        }
-        for r in fanout
-            .run(&check_dry_run, |_| echo_request("self-check"), |_| {})
-            .await
-        {
-            let agent_dry_run =
-                matches!(r.reply(), Some(Reply::Echo { health, .. }) if health.dry_run);
-            if agent_dry_run {
-                candidates.push(r.host);
-            } else if r.host.explicit {
-                bail!(
-                    "refusing to {verb} {}: it is this machine (the controller runs here, host name {}). Name it explicitly and add --include-self to really do it. Nothing was sent.",
-                    sanitize(&r.host.label()),
-                    sanitize(local.hostname())
-                );
-            } else {
-                finished.push(HostResult::new(
-                    r.host,
-                    HostOutcome::Skipped(
-                        "this is the controller's own machine: name it explicitly and add --include-self"
-                            .into(),
-                    ),
-                ));
-            }
-        }
-    }
-
-    // 3. Pre-flight echo.
-    let mut identities: HashMap<String, BootIdentity> = HashMap::new();
-    let mut to_send = Vec::new();
-    if plan.skip_busy || plan.wait.is_some() {
-        for r in fanout
-            .run(&candidates, |_| echo_request("pre-flight"), |_| {})
-            .await
-        {
-            match r.reply() {
-                Some(Reply::Echo { health, .. }) => {
-                    let users = health.logged_in_users.unwrap_or(0);
-                    if plan.skip_busy && users > 0 {
-                        let reason = format!(
-                            "busy: {users} user{} logged in",
-                            if users == 1 { "" } else { "s" }
-                        );
-                        finished.push(HostResult::new(r.host, HostOutcome::Skipped(reason)));
-                    } else {
-                        identities.insert(r.host.target.to_string(), BootIdentity::of(health));
-                        to_send.push(r.host);
-                    }
-                }
-                // Unreachable or refusing even a health check: not sent the action either.
-                _ => finished.push(r),
-            }
-        }
-        // Keep the order the targets were given in.
-        to_send.sort_by_key(|h| order.get(&h.target.to_string()).copied());
-    } else {
-        to_send = candidates;
-    }
-
-    // 4. Confirmation.
+    let candidates = protect_self(fanout, hosts, job, local, &mut finished).await?;
+    let (to_send, identities) = preflight(fanout, candidates, job, &order, &mut finished).await;
     if ask && !to_send.is_empty() {
-        eprint!("{}", describe_plan(plan, &to_send, &finished));
-        eprint!("Proceed? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-            bail!("aborted: no {name} was sent");
-        }
+        confirm(job, &to_send, &finished)?;
     }
-
-    // 5. Batches, 6. wait.
-    let live = Live::new(name, mode, total);
+    let live = Live::new(job.action.as_str(), mode, total);
     for r in &finished {
         live.done(r);
     }
-    let request = match plan.action {
-        PowerAction::Shutdown => Request::Shutdown(plan.params.clone()),
-        PowerAction::Restart => Request::Restart(plan.params.clone()),
+    finished.extend(send_in_batches(fanout, to_send, job, &identities, &live).await);
+    finished.sort_by_key(|r| order.get(&r.host.target.to_string()).copied());
+    live.finish(&finished);
+    Ok(finished.iter().all(|r| r.status() != Status::Failed))
+}
+
+/// 1. Whether to ask for confirmation; refused at once when it is needed and there is no
+///    terminal to ask on.
+fn confirmation_gate(job: &PowerJob, total: usize) -> Result<bool, PowerError> {
+    let verb = job.verb();
+    if total == 0 {
+        return Err(PowerError::NoHosts { verb });
+    }
+    let ask = total > 1 && !job.dry_run && !job.yes;
+    if ask && !std::io::stdin().is_terminal() {
+        return Err(PowerError::NoConfirmation { verb, total });
+    }
+    Ok(ask)
+}
+
+/// 2. Self-protection: the hosts that may be sent the action. This machine reached through
+///    a group is skipped (into `finished`) unless its agent is a dry-run one; named
+///    explicitly without `--include-self`, the whole command is refused.
+async fn protect_self(
+    fanout: &FanOut,
+    hosts: Vec<Host>,
+    job: &PowerJob,
+    local: &LocalMachine,
+    finished: &mut Vec<HostResult>,
+) -> Result<Vec<Host>, PowerError> {
+    if job.dry_run {
+        return Ok(hosts);
+    }
+    let checks =
+        futures_util::future::join_all(hosts.iter().map(|h| local.is_self(h, fanout.timeout)))
+            .await;
+    let mut candidates = Vec::new();
+    let mut check_dry_run = Vec::new();
+    for (host, is_self) in hosts.into_iter().zip(checks) {
+        if !is_self || (host.explicit && job.include_self) {
+            candidates.push(host);
+        } else {
+            check_dry_run.push(host);
+        }
+    }
+    for r in fanout
+        .run(&check_dry_run, |_| echo_request("self-check"), |_| {})
+        .await
+    {
+        let agent_dry_run = matches!(r.reply(), Some(Reply::Echo { health, .. }) if health.dry_run);
+        if agent_dry_run {
+            candidates.push(r.host);
+        } else if r.host.explicit {
+            return Err(PowerError::ThisMachine {
+                verb: job.verb(),
+                host: sanitize(&r.host.label()),
+                hostname: sanitize(local.hostname()),
+            });
+        } else {
+            finished.push(HostResult::new(
+                r.host,
+                HostOutcome::Skipped(
+                    "this is the controller's own machine: name it explicitly and add --include-self"
+                        .into(),
+                ),
+            ));
+        }
+    }
+    Ok(candidates)
+}
+
+/// 3. Pre-flight echo (`--skip-busy`, `--wait`): the hosts to send the action to, in the
+///    order given, and their boot identities. Busy hosts are skipped and hosts that do not
+///    answer failed (into `finished`).
+async fn preflight(
+    fanout: &FanOut,
+    candidates: Vec<Host>,
+    job: &PowerJob,
+    order: &HashMap<String, usize>,
+    finished: &mut Vec<HostResult>,
+) -> (Vec<Host>, Identities) {
+    let mut identities = Identities::new();
+    if !job.skip_busy && job.wait.is_none() {
+        return (candidates, identities);
+    }
+    let mut to_send = Vec::new();
+    for r in fanout
+        .run(&candidates, |_| echo_request("pre-flight"), |_| {})
+        .await
+    {
+        match r.reply() {
+            Some(Reply::Echo { health, .. }) => {
+                let users = health.logged_in_users.unwrap_or(0);
+                if job.skip_busy && users > 0 {
+                    let reason = format!(
+                        "busy: {users} user{} logged in",
+                        if users == 1 { "" } else { "s" }
+                    );
+                    finished.push(HostResult::new(r.host, HostOutcome::Skipped(reason)));
+                } else {
+                    identities.insert(r.host.target.to_string(), BootIdentity::of(health));
+                    to_send.push(r.host);
+                }
+            }
+            // Unreachable or refusing even a health check: not sent the action either.
+            _ => finished.push(r),
+        }
+    }
+    to_send.sort_by_key(|h| order.get(&h.target.to_string()).copied());
+    (to_send, identities)
+}
+
+/// 4. Confirmation on the terminal: what will happen, to which hosts, which are skipped.
+fn confirm(job: &PowerJob, to_send: &[Host], skipped: &[HostResult]) -> Result<(), PowerError> {
+    eprint!("{}", describe_job(job, to_send, skipped));
+    eprint!("Proceed? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(PowerError::Aborted {
+            action: job.action.as_str(),
+        })
+    }
+}
+
+/// 5. Batches: `--batch` hosts at a time, `--stagger` apart; with `--wait` (step 6, in
+///    [`wait_for_all`]) a batch whose hosts do not all come back stops the rest.
+async fn send_in_batches(
+    fanout: &FanOut,
+    to_send: Vec<Host>,
+    job: &PowerJob,
+    identities: &Identities,
+    live: &Live,
+) -> Vec<HostResult> {
+    let request = match job.action {
+        PowerAction::Shutdown => Request::Shutdown(job.params.clone()),
+        PowerAction::Restart => Request::Restart(job.params.clone()),
     };
-    let size = plan.batch.unwrap_or(to_send.len()).max(1);
+    let size = job.batch.unwrap_or(to_send.len()).max(1);
     let batches: Vec<Vec<Host>> = to_send.chunks(size).map(<[Host]>::to_vec).collect();
     let count = batches.len();
+    let mut out = Vec::new();
     let mut stop_reason: Option<String> = None;
     for (i, batch) in batches.into_iter().enumerate() {
         if let Some(reason) = &stop_reason {
             for host in batch {
                 let r = HostResult::new(host, HostOutcome::Skipped(reason.clone()));
                 live.done(&r);
-                finished.push(r);
+                out.push(r);
             }
             continue;
         }
-        if i > 0 && !plan.stagger.is_zero() {
+        if i > 0 && !job.stagger.is_zero() {
             live.note(&format!(
                 "pausing {} before batch {}/{count}",
-                human_duration(plan.stagger),
+                human_duration(job.stagger),
                 i + 1
             ));
-            tokio::time::sleep(plan.stagger).await;
+            tokio::time::sleep(job.stagger).await;
         }
         if count > 1 {
             let names: Vec<String> = batch.iter().map(Host::label).collect();
             live.note(&format!("batch {}/{count}: {}", i + 1, names.join(", ")));
         }
-        let make = |_: &Host| RequestEnvelope::new(new_request_id(), plan.dry_run, request.clone());
-        let results = match plan.wait {
+        let make = |_: &Host| RequestEnvelope::new(new_request_id(), job.dry_run, request.clone());
+        let results = match job.wait {
             None => fanout.run(&batch, make, |r| live.done(r)).await,
             Some(limit) => {
                 let accepted = fanout.run(&batch, make, |_| {}).await;
-                let results = wait_for_all(fanout, accepted, &identities, limit, &live).await;
+                let results = wait_for_all(fanout, accepted, identities, limit, live).await;
                 if results
                     .iter()
                     .any(|r| r.wait.as_ref().is_some_and(|w| !w.back))
@@ -269,13 +366,9 @@ pub async fn run(
                 results
             }
         };
-        finished.extend(results);
+        out.extend(results);
     }
-    finished.sort_by_key(|r| order.get(&r.host.target.to_string()).copied());
-    live.finish(&finished);
-    Ok(finished
-        .iter()
-        .all(|r| r.status() != crate::fanout::Status::Failed))
+    out
 }
 
 fn human_duration(d: Duration) -> String {
@@ -287,7 +380,7 @@ fn human_duration(d: Duration) -> String {
 }
 
 /// What is about to happen, for the confirmation prompt.
-fn describe_plan(plan: &PowerPlan, to_send: &[Host], skipped: &[HostResult]) -> String {
+fn describe_job(plan: &PowerJob, to_send: &[Host], skipped: &[HostResult]) -> String {
     let when = if plan.params.delay_secs == 0 {
         "now".to_string()
     } else {
@@ -326,17 +419,17 @@ fn describe_plan(plan: &PowerPlan, to_send: &[Host], skipped: &[HostResult]) -> 
         out.push_str(&format!(
             "  {}  NOT SENT: {}\n",
             sanitize(&r.host.label()),
-            crate::report::detail(r)
+            crate::render::detail(r)
         ));
     }
     out
 }
 
-/// Waits, for each accepted restart, until the host is back with a new boot identity.
+/// 6. Wait (`restart --wait`): for each accepted restart, waits until the host is back with a new boot identity.
 async fn wait_for_all(
     fanout: &FanOut,
     accepted: Vec<HostResult>,
-    identities: &HashMap<String, BootIdentity>,
+    identities: &Identities,
     limit: Duration,
     live: &Live,
 ) -> Vec<HostResult> {
@@ -413,7 +506,7 @@ async fn wait_back(
                 }
                 last = "answering, but still the same boot".into();
             }
-            _ => last = format!("down ({})", crate::report::detail(&probe)),
+            _ => last = format!("down ({})", crate::render::detail(&probe)),
         }
     }
     result.wait = Some(WaitOutcome {

@@ -12,12 +12,24 @@ use lightsout_protocol::{MacAddr, Outcome, Reply, Request, RequestEnvelope, Wake
 use serde_json::json;
 
 use crate::error::ClientError;
-use crate::fanout::{FanOut, HostOutcome, HostResult, new_request_id};
+use crate::fanout::{FanOut, new_request_id};
 use crate::inventory::Host;
-use crate::output::{Live, Mode};
-use crate::report;
+use crate::print::{Live, Mode};
+use crate::render;
+use crate::result::{HostOutcome, HostResult};
 
 /// Where the packets go.
+/// Why no magic packet was sent at all (a host without a MAC is a failed host instead).
+#[derive(Debug, thiserror::Error)]
+pub enum WakeError {
+    /// The targets resolved to no host.
+    #[error("no hosts to wake")]
+    NoHosts,
+    /// The controller cannot broadcast.
+    #[error("cannot open a UDP socket for magic packets: {0}")]
+    Socket(std::io::Error),
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Destination {
     /// Broadcast address.
@@ -45,12 +57,16 @@ fn macs_text(macs: &[MacAddr]) -> String {
 ///
 /// # Errors
 /// No hosts, or no UDP socket could be opened.
-pub fn direct(hosts: &[Host], to: Destination, dry_run: bool, mode: Mode) -> anyhow::Result<bool> {
+pub fn direct(
+    hosts: &[Host],
+    to: Destination,
+    dry_run: bool,
+    mode: Mode,
+) -> Result<bool, WakeError> {
     if hosts.is_empty() {
-        anyhow::bail!("no hosts to wake");
+        return Err(WakeError::NoHosts);
     }
-    let socket = broadcast_socket()
-        .map_err(|e| anyhow::anyhow!("cannot open a UDP socket for magic packets: {e}"))?;
+    let socket = broadcast_socket().map_err(WakeError::Socket)?;
     let destination = SocketAddr::from((to.broadcast, to.port));
     let live = Live::new("wake", mode, hosts.len());
     let mut results = Vec::new();
@@ -102,9 +118,9 @@ pub async fn via(
     to: Destination,
     dry_run: bool,
     mode: Mode,
-) -> anyhow::Result<bool> {
+) -> Result<bool, WakeError> {
     if hosts.is_empty() {
-        anyhow::bail!("no hosts to wake");
+        return Err(WakeError::NoHosts);
     }
     let live = Live::new("wake", mode, hosts.len());
     let mut results = Vec::new();
@@ -149,7 +165,7 @@ pub async fn via(
                         data["sent"] = json!(host.macs);
                         data["via"] = json!(relay_label);
                         HostOutcome::Done {
-                            detail: report::wake_via_detail(
+                            detail: render::wake_via_detail(
                                 &lightsout_protocol::WakeReply {
                                     sent: host.macs.clone(),
                                     ..w.clone()

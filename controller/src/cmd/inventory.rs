@@ -1,17 +1,40 @@
 //! `lightsout inventory list` and `lightsout inventory learn`.
 
+use std::path::PathBuf;
+
 use lightsout_protocol::{InterfaceMac, MacAddr, Reply};
 use serde_json::json;
 
 use crate::error::ClientError;
-use crate::fanout::{FanOut, HostOutcome, HostResult, echo_request};
+use crate::fanout::{FanOut, echo_request};
 use crate::inventory::toml_file::record_macs;
-use crate::inventory::{Format, Host, Inventory};
-use crate::output::{Live, Mode};
-use crate::report::{self, render_table, sanitize};
+use crate::inventory::{Format, Host, Inventory, InventoryError};
+use crate::print::{Live, Mode};
+use crate::render::{self, render_table, sanitize};
+use crate::result::{HostOutcome, HostResult, Status};
 
 /// Interface name prefixes of virtual links (containers, VMs, VPNs, bridges): their MACs
 /// cannot wake the machine, so `learn` leaves them out.
+/// Why `inventory learn` cannot record MAC addresses.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    /// `learn` only edits TOML.
+    #[error(
+        "learn records MACs in TOML inventories; {} is an Ansible INI inventory (set lightsout_mac= there)",
+        .0.display()
+    )]
+    AnsibleInventory(PathBuf),
+    /// There is no inventory file to record them in.
+    #[error(
+        "no inventory at {} to record MAC addresses in (see inventory.example.toml, or `lightsout discover --write-inventory`)",
+        .0.display()
+    )]
+    NoInventory(PathBuf),
+    /// Writing the inventory.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
+
 const VIRTUAL_PREFIXES: [&str; 20] = [
     "docker",
     "veth",
@@ -102,14 +125,14 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
         }
         Mode::Json => println!(
             "{}",
-            report::json_text(&json!({
+            render::json_text(&json!({
                 "inventory": inventory.path, "format": inventory.format.map(|f| f.to_string()),
                 "hosts": objects,
             }))
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{}", report::json_text(&o));
+                println!("{}", render::json_text(&o));
             }
         }
     }
@@ -124,17 +147,11 @@ pub async fn learn(
     inventory: &Inventory,
     hosts: Vec<Host>,
     mode: Mode,
-) -> anyhow::Result<bool> {
+) -> Result<bool, LearnError> {
     match inventory.format {
         Some(Format::Toml) => {}
-        Some(Format::Ansible) => anyhow::bail!(
-            "learn records MACs in TOML inventories; {} is an Ansible INI inventory (set lightsout_mac= there)",
-            inventory.path.display()
-        ),
-        None => anyhow::bail!(
-            "no inventory at {} to record MAC addresses in (see inventory.example.toml, or `lightsout discover --write-inventory`)",
-            inventory.path.display()
-        ),
+        Some(Format::Ansible) => return Err(LearnError::AnsibleInventory(inventory.path.clone())),
+        None => return Err(LearnError::NoInventory(inventory.path.clone())),
     }
     let live = Live::new("learn", mode, hosts.len());
     let (known, unknown): (Vec<Host>, Vec<Host>) =
@@ -185,9 +202,7 @@ pub async fn learn(
         record_macs(&inventory.path, &updates)?;
     }
     live.finish(&results);
-    Ok(results
-        .iter()
-        .all(|r| r.status() != crate::fanout::Status::Failed))
+    Ok(results.iter().all(|r| r.status() != Status::Failed))
 }
 
 #[cfg(test)]

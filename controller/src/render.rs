@@ -1,5 +1,6 @@
-//! Presenting results: a table for people (sorted by host), one JSON document or one JSON
-//! line per host for scripts, and the status board.
+//! Rendering results as text: a table for people (sorted by host), one JSON document or one
+//! JSON line per host for scripts, and the status board. Nothing here prints;
+//! [`crate::print`](mod@crate::print) decides where the text goes.
 //!
 //! Every piece of text that came from an agent goes through [`sanitize`] before it reaches the
 //! terminal: a compromised or buggy lab machine must not be able to send escape sequences
@@ -10,8 +11,8 @@ use lightsout_protocol::{Health, Outcome, PowerReply, Reply, WakeReply};
 use serde_json::{Value, json};
 
 use crate::duration::human;
-use crate::fanout::{HostOutcome, HostResult, Status};
-use crate::inventory::natural_cmp;
+use crate::result::{HostOutcome, HostResult, Status};
+use crate::text::natural_cmp;
 
 pub use lightsout_protocol::text::sanitize;
 

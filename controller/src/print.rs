@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::fanout::{HostResult, Status};
-use crate::report;
+use crate::render;
+use crate::result::{HostResult, Status};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Live {
         if self.mode != Mode::Table {
             return;
         }
-        let text = report::sanitize(text);
+        let text = render::sanitize(text);
         match &self.bar {
             Some(bar) => bar.println(text),
             None => eprintln!("{text}"),
@@ -101,7 +101,7 @@ impl Live {
         }
         if self.mode == Mode::Jsonl {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", report::jsonl_line(&self.command, result));
+            let _ = writeln!(out, "{}", render::jsonl_line(&self.command, result));
             let _ = out.flush();
         }
     }
@@ -117,10 +117,10 @@ impl Live {
     pub fn finish(&self, results: &[HostResult]) {
         self.clear();
         match self.mode {
-            Mode::Table => print!("{}", report::table(results)),
+            Mode::Table => print!("{}", render::table(results)),
             Mode::Json => println!(
                 "{}",
-                report::json_text(&report::json(&self.command, results))
+                render::json_text(&render::json(&self.command, results))
             ),
             Mode::Jsonl => {}
         }

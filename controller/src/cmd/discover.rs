@@ -7,7 +7,7 @@
 //! valid inventory name before it is written.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lightsout_protocol::discovery::{Announcement, PROBE_LEN, probe};
@@ -15,12 +15,37 @@ use serde_json::json;
 use tokio::net::UdpSocket;
 
 use crate::inventory::toml_file::{NewHost, add_hosts};
-use crate::inventory::{Format, Inventory, check_name, natural_cmp};
-use crate::output::Mode;
-use crate::report::{self, render_table, sanitize};
+use crate::inventory::{Format, Inventory, InventoryError, check_name};
+use crate::print::Mode;
+use crate::render::{self, render_table, sanitize};
+use crate::text::natural_cmp;
 
 /// How many times the probe is sent during the listening window (UDP may lose one).
 const PROBES: u32 = 3;
+
+/// Why discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// `--write-inventory` only writes TOML.
+    #[error(
+        "--write-inventory writes TOML inventories; {} is an Ansible INI inventory",
+        .0.display()
+    )]
+    AnsibleInventory(PathBuf),
+    /// The probe could not be sent or answers received.
+    #[error("discovery probe to {broadcast}:{port} failed: {error}")]
+    Probe {
+        /// Where the probe went.
+        broadcast: Ipv4Addr,
+        /// The agents' port.
+        port: u16,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// Writing the hosts found to the inventory.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
 
 /// One agent that answered.
 #[derive(Debug, Clone)]
@@ -128,12 +153,9 @@ pub async fn run(
     window: Duration,
     write: bool,
     mode: Mode,
-) -> anyhow::Result<bool> {
+) -> Result<bool, DiscoverError> {
     if write && inventory.format == Some(Format::Ansible) {
-        anyhow::bail!(
-            "--write-inventory writes TOML inventories; {} is an Ansible INI inventory",
-            inventory.path.display()
-        );
+        return Err(DiscoverError::AnsibleInventory(inventory.path.clone()));
     }
     if mode == Mode::Table {
         eprintln!(
@@ -143,7 +165,11 @@ pub async fn run(
     }
     let found = probe_lan(broadcast, port, window)
         .await
-        .map_err(|e| anyhow::anyhow!("discovery probe to {broadcast}:{port} failed: {e}"))?;
+        .map_err(|error| DiscoverError::Probe {
+            broadcast,
+            port,
+            error,
+        })?;
     let today = time::OffsetDateTime::now_utc().date();
     let mut new_hosts = Vec::new();
     let mut rows = Vec::new();
@@ -209,13 +235,13 @@ pub async fn run(
         }
         Mode::Json => println!(
             "{}",
-            report::json_text(
+            render::json_text(
                 &json!({"command": "discover", "agents": objects, "added": new_hosts.len()})
             )
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{}", report::json_text(&o));
+                println!("{}", render::json_text(&o));
             }
         }
     }

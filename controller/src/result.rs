@@ -1,0 +1,121 @@
+//! The result model: what happened for one host ([`HostResult`]), and the three ways a host
+//! can end up ([`Status`]). The fan-out produces results, the commands refine them, and
+//! `render` turns them into text.
+
+use std::time::Duration;
+
+use lightsout_protocol::{Outcome, Reply, Response};
+use serde_json::Value;
+
+use crate::error::ClientError;
+use crate::inventory::Host;
+
+/// What happened for one host.
+#[derive(Debug)]
+pub enum HostOutcome {
+    /// The agent answered (which may itself be an error reply).
+    Response(Response),
+    /// No answer: why.
+    Error(ClientError),
+    /// Deliberately not contacted (busy, the controller's own machine, ...): why.
+    Skipped(String),
+    /// Done by the controller itself, no agent involved (a magic packet sent).
+    Done {
+        /// One line for the table.
+        detail: String,
+        /// The `response` object for `--json`.
+        data: Value,
+    },
+}
+
+/// After `restart --wait`: whether the host came back with a new boot identity.
+#[derive(Debug, Clone)]
+pub struct WaitOutcome {
+    /// It answered again with a new boot identity.
+    pub back: bool,
+    /// From the restart being accepted to the host answering again (or giving up).
+    pub after: Duration,
+    /// The new boot identity, or why it is not known.
+    pub detail: String,
+}
+
+/// The three ways a host can end up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// It worked.
+    Ok,
+    /// It did not.
+    Failed,
+    /// Not attempted, on purpose; not a failure.
+    Skipped,
+}
+
+impl Status {
+    /// `ok`, `failed`, `skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// One host's outcome.
+#[derive(Debug)]
+pub struct HostResult {
+    /// The host.
+    pub host: Host,
+    /// Time from the host's start to its outcome.
+    pub elapsed: Duration,
+    /// What happened.
+    pub outcome: HostOutcome,
+    /// `restart --wait` only.
+    pub wait: Option<WaitOutcome>,
+}
+
+impl HostResult {
+    /// A result with no elapsed time.
+    pub fn new(host: Host, outcome: HostOutcome) -> Self {
+        Self {
+            host,
+            elapsed: Duration::ZERO,
+            outcome,
+            wait: None,
+        }
+    }
+
+    /// Ok, failed or skipped.
+    pub fn status(&self) -> Status {
+        let answered_ok = match &self.outcome {
+            HostOutcome::Skipped(_) => return Status::Skipped,
+            HostOutcome::Response(Response {
+                outcome: Outcome::Ok(_),
+                ..
+            })
+            | HostOutcome::Done { .. } => true,
+            HostOutcome::Response(_) | HostOutcome::Error(_) => false,
+        };
+        if answered_ok && self.wait.as_ref().is_none_or(|w| w.back) {
+            Status::Ok
+        } else {
+            Status::Failed
+        }
+    }
+
+    /// True when the host succeeded.
+    pub fn ok(&self) -> bool {
+        self.status() == Status::Ok
+    }
+
+    /// The agent's successful reply, if that is the outcome.
+    pub fn reply(&self) -> Option<&Reply> {
+        match &self.outcome {
+            HostOutcome::Response(Response {
+                outcome: Outcome::Ok(reply),
+                ..
+            }) => Some(reply),
+            _ => None,
+        }
+    }
+}
