@@ -138,6 +138,11 @@ pub struct Args {
     #[arg(long, value_name = "N", hide = true)]
     pub fake_logged_in_users: Option<u32>,
 
+    /// TESTS AND DEMOS ONLY: report that logged-in users cannot be counted, as on a machine
+    /// without utmp (to exercise `--skip-busy`'s "users unknown").
+    #[arg(long, hide = true, conflicts_with = "fake_logged_in_users")]
+    pub fake_users_unknown: bool,
+
     /// TESTS AND DEMOS ONLY: report this boot id instead of the system's (to exercise the
     /// audit line that attributes a reboot to the accepted action that caused it).
     #[arg(long, value_name = "ID", hide = true)]

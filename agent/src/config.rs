@@ -183,6 +183,8 @@ pub struct Config {
 pub struct Testing {
     /// Report this many logged-in users instead of reading utmp.
     pub fake_logged_in_users: Option<u32>,
+    /// Report that logged-in users cannot be counted.
+    pub fake_users_unknown: bool,
     /// Dry-run agents only: after a (rehearsed) restart, pretend to reboot — stay unreachable
     /// for this long, then report a new boot identity.
     pub simulate_reboot: Option<Duration>,

@@ -235,6 +235,7 @@ impl Config {
             config.wake_ports = ports;
         }
         config.testing.fake_logged_in_users = args.fake_logged_in_users;
+        config.testing.fake_users_unknown = args.fake_users_unknown;
         config.testing.fake_boot_id = args.fake_boot_id.clone();
         if args.simulate_reboot {
             if !config.dry_run {

@@ -93,7 +93,11 @@ impl HealthProbe {
             memory_total_bytes,
             memory_available_bytes,
             load_avg: load.map_or([0.0; 3], |l| [l.one, l.five, l.fifteen]),
-            logged_in_users: config.testing.fake_logged_in_users.or_else(users::count),
+            logged_in_users: if config.testing.fake_users_unknown {
+                None
+            } else {
+                config.testing.fake_logged_in_users.or_else(users::count)
+            },
             macs: macs::read(),
         }
     }

@@ -273,12 +273,7 @@ async fn preflight(
     {
         match r.reply() {
             Some(Reply::Echo { health, .. }) => {
-                let users = health.logged_in_users.unwrap_or(0);
-                if job.skip_busy && users > 0 {
-                    let reason = format!(
-                        "busy: {users} user{} logged in",
-                        if users == 1 { "" } else { "s" }
-                    );
+                if let Some(reason) = job.skip_busy.then(|| busy(health)).flatten() {
                     finished.push(HostResult::new(r.host, HostOutcome::Skipped(reason)));
                 } else {
                     identities.insert(r.host.target.to_string(), BootIdentity::of(health));
@@ -291,6 +286,22 @@ async fn preflight(
     }
     to_send.sort_by_key(|h| order.get(&h.target.to_string()).copied());
     (to_send, identities)
+}
+
+/// Why `--skip-busy` leaves a host alone, if it does: users are logged in, or the host cannot
+/// tell whether any are. The flag is a safety promise, so "cannot tell" fails safe.
+fn busy(health: &lightsout_protocol::Health) -> Option<String> {
+    match health.logged_in_users {
+        None => Some(
+            "users unknown: the machine cannot count its logged-in users, so --skip-busy leaves it alone"
+                .into(),
+        ),
+        Some(0) => None,
+        Some(users) => Some(format!(
+            "busy: {users} user{} logged in",
+            if users == 1 { "" } else { "s" }
+        )),
+    }
 }
 
 /// 4. Confirmation on the terminal: what will happen, to which hosts, which are skipped.
