@@ -289,7 +289,7 @@ pub fn now_rfc3339() -> String {
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<Option<File>>,
+    file: Mutex<Option<OpenLog>>,
     rejections: Mutex<RejectionWindow>,
     refusals: Mutex<RejectionWindow>,
 }
@@ -372,21 +372,28 @@ impl AuditLog {
             if slot.is_none() {
                 *slot = Some(open(&self.path)?);
             }
-            let file = slot
+            let log = slot
                 .as_mut()
                 .ok_or_else(|| std::io::Error::other("audit file not open"))?;
-            let before = file.metadata()?.len();
-            let appended = file
-                .write_all(&line)
-                .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
+            // The length is tracked rather than asked for (one system call less per line):
+            // the agent is the file's only writer, and a reopen (rotation) measures it afresh.
+            let before = log.len;
+            let appended = log.file.write_all(&line).and_then(|()| {
+                if durable {
+                    log.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
             if let Err(e) = appended {
                 // Put the file back as it was. A line that could not be synced goes too: the
                 // caller treats it as not written (a power action is then refused).
-                if let Err(t) = file.set_len(before) {
+                if let Err(t) = log.file.set_len(before) {
                     warn!(path = %self.path.display(), error = %t, "cannot truncate a failed audit line");
                 }
                 return Err(e);
             }
+            log.len += line.len() as u64;
             Ok(())
         })();
         if result.is_err() {
@@ -461,7 +468,14 @@ fn connection_entry(peer: SocketAddr, who: &Identity, reason: &str) -> AuditEntr
 
 /// Opens the log for appending (created with mode 0600). A file that does not end with a
 /// newline (a line torn by a crash) gets one first, so that fragment stays a line of its own.
-fn open(path: &Path) -> std::io::Result<File> {
+/// The open audit file and its length.
+#[derive(Debug)]
+struct OpenLog {
+    file: File,
+    len: u64,
+}
+
+fn open(path: &Path) -> std::io::Result<OpenLog> {
     let mut opts = std::fs::OpenOptions::new();
     opts.create(true).read(true).append(true);
     #[cfg(unix)]
@@ -474,11 +488,10 @@ fn open(path: &Path) -> std::io::Result<File> {
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, len - 1)?;
         if last[0] != b'\n' {
             file.write_all(b"\n")?;
+            return Ok(OpenLog { file, len: len + 1 });
         }
     }
-    #[cfg(not(unix))]
-    let _ = (len, &mut file);
-    Ok(file)
+    Ok(OpenLog { file, len })
 }
 
 fn handshake_entry(peer: SocketAddr, reason: &str) -> AuditEntry {
