@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use lightsout_pki::Identity;
 
 use crate::config::Limits;
-use crate::handshakes::source;
+use crate::handshakes::{release, source};
 
 /// Places of authenticated connections, with their caps.
 #[derive(Debug)]
@@ -147,15 +147,6 @@ impl Admission {
 
 /// Takes one from `key`'s count, forgetting the key at zero: the maps only ever hold sources
 /// and certificates with connections open.
-fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
-    if let Some(count) = counts.get_mut(key) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(key);
-        }
-    }
-}
-
 impl Drop for Admitted {
     fn drop(&mut self) {
         let mut counts = self

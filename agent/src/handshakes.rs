@@ -74,12 +74,18 @@ impl Drop for HandshakeSlot {
             .counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                // Forget the address: the map only ever holds addresses mid-handshake.
-                counts.remove(&self.ip);
-            }
+        // The map only ever holds addresses mid-handshake.
+        release(&mut counts, &self.ip);
+    }
+}
+
+/// Gives back one place counted under `key`, forgetting the key at zero so that a map of
+/// places holds only keys in use (bounded by what is in progress, not by who ever came).
+pub(crate) fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
         }
     }
 }

@@ -179,39 +179,11 @@ fn per_agent_policy_narrows_even_admin() {
 #[test]
 fn revoked_certificates_are_refused_and_sighup_applies_new_revocations() {
     let lab = Lab::new();
-    // Issue through the CLI, as an administrator would: the CA's index then knows the names.
-    let issue = |name: &str| {
-        let out_dir = lab.dir.path().to_str().unwrap();
-        let args = [
-            "pki",
-            "issue",
-            "controller",
-            name,
-            "--role",
-            "admin",
-            "--out",
-            out_dir,
-        ];
-        lab.lightsout(&args).success();
-        TlsFiles {
-            ca: lab.home.ca_cert(),
-            cert: lab.dir.path().join(format!("{name}.pem")),
-            key: lab.dir.path().join(format!("{name}-key.pem")),
-        }
-    };
+    let issue = |name: &str| lab.issue_with_cli(name, "admin");
     let lost = issue("lost-laptop");
     let later = issue("retired-desk");
     let revoke = |name: &str| {
-        let out = lab
-            .controller_cmd()
-            .args(["pki", "revoke", name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        lab.lightsout(&["pki", "revoke", name]).success();
     };
     revoke("lost-laptop");
 

@@ -21,28 +21,6 @@ use lightsout_tests::{
 };
 use serde_json::Value;
 
-/// Issues a controller certificate through the CLI (so the CA's index knows the name, and
-/// `pki revoke NAME` works), as an administrator would.
-fn issue(lab: &Lab, name: &str, role: &str) -> TlsFiles {
-    let out_dir = lab.dir.path().to_str().unwrap();
-    lab.lightsout(&[
-        "pki",
-        "issue",
-        "controller",
-        name,
-        "--role",
-        role,
-        "--out",
-        out_dir,
-    ])
-    .success();
-    TlsFiles {
-        ca: lab.home.ca_cert(),
-        cert: lab.dir.path().join(format!("{name}.pem")),
-        key: lab.dir.path().join(format!("{name}-key.pem")),
-    }
-}
-
 fn revoke(lab: &Lab, name: &str) {
     lab.lightsout(&["pki", "revoke", name]).success();
 }
@@ -74,7 +52,7 @@ fn echo_as(lab: &Lab, files: &TlsFiles, agent: &AgentProcess) -> bool {
 #[test]
 fn a_crl_in_force_is_never_dropped_by_a_reload() {
     let lab = Lab::new();
-    let lost = issue(&lab, "lost-laptop", "admin");
+    let lost = lab.issue_with_cli("lost-laptop", "admin");
     revoke(&lab, "lost-laptop");
     // The agent finds HOME/crl.pem at start.
     let agent = AgentProcess::start(&lab, &["--dry-run"]);
@@ -128,7 +106,7 @@ fn sighup_applies_the_crl_named_in_the_configuration_file() {
             state.to_str().unwrap(),
         ],
     );
-    let lost = issue(&lab, "lost-laptop", "operator");
+    let lost = lab.issue_with_cli("lost-laptop", "operator");
     assert!(echo_as(&lab, &lost, &agent));
 
     revoke(&lab, "lost-laptop");
@@ -242,7 +220,7 @@ async fn nothing_an_operator_sends_makes_the_agent_forget_a_power_request() {
         c.limits.max_requests_per_sec = 100_000;
     })
     .await;
-    let operator = issue(&lab, "mallory", "operator");
+    let operator = lab.issue_with_cli("mallory", "operator");
     let mut client = RawClient::from_stream(
         tls_connect(agent.addr, client_config(&operator))
             .await
@@ -352,7 +330,7 @@ async fn requests_refused_by_the_rate_limit_are_summarised_in_the_audit_log() {
 async fn a_request_on_a_connection_revoked_since_it_opened_is_audited_with_its_id() {
     let lab = Lab::new();
     let agent = AgentProcess::start(&lab, &["--dry-run"]);
-    let insider = issue(&lab, "insider", "operator");
+    let insider = lab.issue_with_cli("insider", "operator");
     let mut client = RawClient::from_stream(
         tls_connect(agent.addr, client_config(&insider))
             .await

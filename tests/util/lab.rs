@@ -85,6 +85,28 @@ impl Lab {
         cmd
     }
 
+    /// Issues a controller certificate with `role` through the CLI (`pki issue controller`),
+    /// as an administrator would, so the CA's index knows the name (`pki revoke NAME` works).
+    pub fn issue_with_cli(&self, name: &str, role: &str) -> TlsFiles {
+        let out_dir = self.dir.path().to_str().unwrap();
+        self.lightsout(&[
+            "pki",
+            "issue",
+            "controller",
+            name,
+            "--role",
+            role,
+            "--out",
+            out_dir,
+        ])
+        .success();
+        TlsFiles {
+            ca: self.home.ca_cert(),
+            cert: self.dir.path().join(format!("{name}.pem")),
+            key: self.dir.path().join(format!("{name}-key.pem")),
+        }
+    }
+
     /// `lightsout` as the holder of `files` (`--ca --cert --key`), with this lab's home.
     pub fn controller_cmd_as(&self, files: &TlsFiles) -> Command {
         let mut cmd = self.controller_cmd();
