@@ -1,6 +1,7 @@
 //! `lightsout-agent`: command line + configuration file → validated [`Config`], then
 //! [`lightsout_agent::run`]. SIGHUP reloads the CRL and policy; SIGTERM/Ctrl-C stop gracefully.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -109,14 +110,23 @@ fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> any
     let path = resolve::audit_path(args, file, &home);
     let entries = audit::tail(&path, lines)
         .with_context(|| format!("cannot read the audit log {}", path.display()))?;
+    let mut out = std::io::stdout().lock();
     for entry in entries {
-        match entry {
-            Ok(e) if json => println!("{}", serde_json::to_string(&e).unwrap_or_default()),
-            Ok(e) => println!("{}", audit::format_entry(&e)),
-            Err(damaged) => eprintln!(
-                "lightsout-agent: warning: {}: {damaged}, skipped",
-                path.display()
-            ),
+        let written = match entry {
+            Ok(e) if json => writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default()),
+            Ok(e) => writeln!(out, "{}", audit::format_entry(&e)),
+            Err(damaged) => {
+                eprintln!(
+                    "lightsout-agent: warning: {}: {damaged}, skipped",
+                    path.display()
+                );
+                Ok(())
+            }
+        };
+        match written {
+            // The reader has gone (`audit tail | head`): a normal end, as ripgrep does.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other.context("cannot write to standard output")?,
         }
     }
     Ok(())

@@ -180,6 +180,41 @@ fn audit_tail_reports_and_skips_a_damaged_line() {
     );
 }
 
+#[test]
+fn audit_tail_into_a_closed_pipe_ends_quietly() {
+    let lab = Lab::new();
+    let log = lab.dir.path().join("audit.jsonl");
+    let line = r#"{"ts":"2024-01-01T00:00:00Z","event":"request","peer":"127.0.0.1:1","dry_run":false,"decision":"allowed","outcome":"ok","duration_us":1}"#;
+    std::fs::write(&log, format!("{line}\n").repeat(5000)).unwrap();
+    // `head -1` goes away after one line: the agent meets a broken pipe, as `| head` does.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' audit tail -n 5000 --audit-log '{}' | head -1; exit ${{PIPESTATUS:-0}}",
+            bin("lightsout-agent").display(),
+            log.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let status = Command::new(bin("lightsout-agent"))
+        .args(["audit", "tail", "-n", "5000", "--audit-log"])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            drop(child.stdout.take());
+            child.wait()
+        })
+        .unwrap();
+    assert!(
+        status.success(),
+        "a closed pipe is a normal end: {status:?}"
+    );
+}
+
 /// The audit log's lines, parsed (every one must be readable).
 fn audit_lines(log: &Path) -> Vec<Value> {
     match std::fs::read_to_string(log) {
