@@ -11,7 +11,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use lightsout_protocol::request::{MAX_ID_LEN, peek_id};
+use lightsout_protocol::request::{MAX_ID_LEN, is_valid_id, peek_id};
 use lightsout_protocol::{FrameCodec, MAX_FRAME_LEN, PROTOCOL_VERSION, RequestEnvelope, Response};
 use tokio_util::codec::Decoder;
 
@@ -46,6 +46,7 @@ fn check_body(body: &[u8]) {
         Ok(envelope) => {
             assert_eq!(envelope.version, PROTOCOL_VERSION);
             assert!(!envelope.id.is_empty() && envelope.id.len() <= MAX_ID_LEN);
+            assert!(is_valid_id(&envelope.id), "only ids of the safe alphabet decode");
             let again = RequestEnvelope::decode(&envelope.to_bytes())
                 .expect("a re-encoded request decodes");
             assert_eq!(again, envelope);
