@@ -16,7 +16,8 @@ use lightsout_controller::cmd::power::PowerJob;
 use lightsout_controller::cmd::wake::Destination;
 use lightsout_controller::inventory::{Host, Inventory};
 use lightsout_controller::print::Mode;
-use lightsout_pki::{Home, TlsFiles};
+use lightsout_pki::ca::Setup;
+use lightsout_pki::{Home, Side, TlsFiles};
 use lightsout_protocol::{PowerAction, PowerParams};
 
 /// Everything a command needs, validated.
@@ -247,15 +248,24 @@ fn all_if_empty(targets: &[String]) -> Vec<String> {
 fn tls_files(global: &Global) -> anyhow::Result<(TlsFiles, Option<PathBuf>)> {
     let home = home(global)?;
     let files = match (&global.ca, &global.cert, &global.key) {
+        _ if global.bundle.is_some() => {
+            if global.ca.is_some() || global.cert.is_some() || global.key.is_some() {
+                anyhow::bail!(
+                    "--bundle holds the CA, the certificate and the key: drop --ca, --cert and --key"
+                );
+            }
+            TlsFiles::bundle(global.bundle.clone().unwrap_or_default())
+        }
         (Some(ca), Some(cert), Some(key)) => TlsFiles {
             ca: ca.clone(),
             cert: cert.clone(),
             key: key.clone(),
         },
         (None, None, None) => {
-            lightsout_pki::ca::ensure_local(&home).with_context(|| {
-                format!("failed to set up certificates in {}", home.dir().display())
-            })?;
+            let setup = lightsout_pki::ca::ensure_local(&home, Side::Controller)?;
+            if setup == Setup::NewCa {
+                eprintln!("lightsout: {}", lightsout_pki::ca::new_ca_notice(&home));
+            }
             TlsFiles::controller(&home)
         }
         _ => anyhow::bail!("--ca, --cert and --key go together"),

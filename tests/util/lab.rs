@@ -23,7 +23,7 @@ impl Lab {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path().join("home"));
-        lightsout_pki::ca::ensure_local(&home).unwrap();
+        lightsout_pki::ca::ensure_local(&home, lightsout_pki::Side::Agent).unwrap();
         let ca = Ca::load_home(&home).unwrap();
         Self { dir, home, ca }
     }
