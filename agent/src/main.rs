@@ -12,6 +12,7 @@ use lightsout_agent::discovery::Responder;
 use lightsout_agent::resolve::{self, Resolved};
 use lightsout_agent::settings::FileSettings;
 use lightsout_agent::{Config, listener};
+use lightsout_pki::load::CertInfo;
 
 async fn stop_signal() {
     #[cfg(unix)]
@@ -83,6 +84,7 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
         access,
         audit,
         discovery,
+        tls: _,
     } = resolved;
     let listener = if default_listen {
         listener::bind_any(listen.port())
@@ -125,6 +127,20 @@ fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> any
 fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
     let resolved = Config::resolve(args, file)?;
     let state = resolved.access.current();
+    // The TLS files loaded (key modes checked); now their dates, which rustls would only
+    // refuse at the first handshake.
+    let cert = &resolved.tls.cert;
+    let info = CertInfo::from_file(cert)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    println!(
+        "certificate: {} ({}), fingerprint {}, {} days left (until {})",
+        info.name,
+        cert.display(),
+        info.fingerprint,
+        info.days_left(now),
+        lightsout_pki::load::date(info.not_after_unix)
+    );
+    info.check_valid(cert, now)?;
     println!("configuration OK");
     println!("  listen: {}", resolved.listen);
     println!("  home: {}", resolved.home.dir().display());

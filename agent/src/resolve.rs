@@ -40,6 +40,8 @@ pub struct Resolved {
     pub audit: Arc<AuditLog>,
     /// What `--discoverable` announces; `None` when not discoverable.
     pub discovery: Option<AgentIdentity>,
+    /// The agent's CA, certificate and key (or bundle).
+    pub tls: TlsFiles,
 }
 
 /// A configuration that cannot be used; each names the option or key at fault.
@@ -201,7 +203,7 @@ impl Config {
             None
         };
         let access = Arc::new(Access::from_sources(AccessSources {
-            tls,
+            tls: tls.clone(),
             config_file: args.config.clone(),
             crl_override: args.crl.clone(),
             default_crl: home.crl(),
@@ -260,6 +262,7 @@ impl Config {
             access,
             audit,
             discovery,
+            tls,
         })
     }
 }

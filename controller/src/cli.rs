@@ -231,6 +231,10 @@ pub enum PkiCommand {
         /// Common name: every certificate issued under it is revoked.
         #[arg(required_unless_present_any = ["serial", "fingerprint"], conflicts_with_all = ["serial", "fingerprint"])]
         name: Option<String>,
+        /// With NAME: revoke every certificate issued under NAME except the latest (after a
+        /// renewal).
+        #[arg(long, requires = "name")]
+        superseded: bool,
         /// Revoke by serial number (hex; colons and leading zeros as openssl prints them are fine).
         #[arg(long, conflicts_with = "fingerprint")]
         serial: Option<String>,

@@ -70,6 +70,9 @@ pub enum Selector {
     Serial(String),
     /// The certificate with this SHA-256 fingerprint (hex, colons allowed).
     Fingerprint(String),
+    /// Every certificate issued under this common name except the latest one: what a
+    /// renewal replaced.
+    Superseded(String),
 }
 
 fn normalise_hex(s: &str) -> String {
@@ -209,6 +212,25 @@ pub fn revoke(home: &Home, ca: &Ca, selector: &Selector) -> Result<Vec<RevokedRe
                 revoked_unix: now,
             })
             .collect(),
+        Selector::Superseded(name) => {
+            let mut under: Vec<&IssuedRecord> = issued.iter().filter(|r| &r.name == name).collect();
+            // The index is appended to in issue order: the last line is the latest.
+            under.pop();
+            if under.is_empty() && issued.iter().any(|r| &r.name == name) {
+                // Only one certificate under this name: nothing is superseded.
+                write_crl(home, ca)?;
+                return Ok(Vec::new());
+            }
+            under
+                .into_iter()
+                .map(|r| RevokedRecord {
+                    serial: r.serial.clone(),
+                    name: r.name.clone(),
+                    fingerprint: r.fingerprint.clone(),
+                    revoked_unix: now,
+                })
+                .collect()
+        }
         Selector::Fingerprint(fp) => {
             let fp = normalise_hex(fp);
             issued
@@ -246,7 +268,10 @@ pub fn revoke(home: &Home, ca: &Ca, selector: &Selector) -> Result<Vec<RevokedRe
     };
     if matches.is_empty() {
         let what = match selector {
-            Selector::Name(s) | Selector::Serial(s) | Selector::Fingerprint(s) => s.clone(),
+            Selector::Name(s)
+            | Selector::Serial(s)
+            | Selector::Fingerprint(s)
+            | Selector::Superseded(s) => s.clone(),
         };
         return Err(PkiError::NotFound(what));
     }

@@ -48,6 +48,31 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, e))
 }
 
+/// A bundle's certificates (ours first, then the CA) and its key, from one read of the file:
+/// a bundle replaced while we read (a rotation's rename) never yields one file's certificate
+/// with another's key.
+///
+/// # Errors
+/// The file cannot be read, is readable by group or others, or lacks certificates or a key.
+pub fn bundle(path: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    check_private(path)?;
+    let bytes = std::fs::read(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if certs.is_empty() {
+        return Err(PkiError::Pem {
+            path: path.to_path_buf(),
+            what: "no certificate found (expected a PEM 'BEGIN CERTIFICATE' block)".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| pem_error(path, e))?;
+    Ok((certs, key))
+}
+
 /// Reads a whole file as text, naming it on error.
 ///
 /// # Errors

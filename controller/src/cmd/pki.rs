@@ -83,11 +83,13 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> Result<(), PkiCommandError>
         }
         PkiCommand::Revoke {
             name,
+            superseded,
             serial,
             fingerprint,
         } => {
             let ca = load_ca(&home, "revoke")?;
             let selector = match (name, serial, fingerprint) {
+                (Some(n), _, _) if *superseded => Selector::Superseded(n.clone()),
                 (Some(n), _, _) => Selector::Name(n.clone()),
                 (_, Some(s), _) => Selector::Serial(s.clone()),
                 (_, _, Some(f)) => Selector::Fingerprint(f.clone()),
@@ -95,7 +97,7 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> Result<(), PkiCommandError>
             };
             let revoked = crl::revoke(&home, &ca, &selector)?;
             if revoked.is_empty() {
-                println!("already revoked; CRL rewritten");
+                println!("nothing newly revoked; CRL rewritten");
             }
             for r in &revoked {
                 println!(
