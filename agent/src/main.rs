@@ -84,8 +84,9 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
         access,
         audit,
         discovery,
-        tls: _,
+        tls,
     } = resolved;
+    warn_if_expiring(&tls.cert);
     let listener = if default_listen {
         listener::bind_any(listen.port())
     } else {
@@ -104,6 +105,26 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     println!("listening on {bound}");
     lightsout_agent::run(listener, config, stop_signal()).await;
     Ok(())
+}
+
+/// A certificate close to its end is worth a line in the journal at every start: rustls
+/// will refuse it at the first handshake after its date.
+fn warn_if_expiring(cert: &std::path::Path) {
+    let Ok(info) = CertInfo::from_file(cert) else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let days_left = info.days_left(now);
+    if let Err(e) = info.check_valid(cert, now) {
+        tracing::error!(error = %e, "controllers will refuse this certificate");
+    } else if days_left < 30 {
+        tracing::warn!(
+            name = %info.name,
+            days_left,
+            cert = %cert.display(),
+            "the agent's certificate expires soon: renew it (lightsout pki renew agent NAME)"
+        );
+    }
 }
 
 fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> anyhow::Result<()> {

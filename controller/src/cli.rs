@@ -23,7 +23,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Home directory holding the certificates [default: $LIGHTSOUT_HOME, else
-    /// ~/.config/lightsout]. Created, with a new CA, on first use.
+    /// ~/.config/lightsout]. An empty one gets a new lab CA on first use; a partial one is an
+    /// error (see the README's home directory rules).
     #[arg(long, global = true, env = "LIGHTSOUT_HOME")]
     pub home: Option<PathBuf>,
     /// CA certificate agents must chain to [default: HOME/ca.pem].

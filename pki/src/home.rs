@@ -10,7 +10,7 @@ pub const HOME_ENV: &str = "LIGHTSOUT_HOME";
 /// The home directory and the well-known file names inside it.
 ///
 /// ```text
-/// ca.pem, ca-key.pem                  the lab CA (the key stays on the admin machine)
+/// ca.pem, ca-key.pem                  the lab CA (the key stays on the CA machine only)
 /// agent.pem, agent-key.pem            this machine's agent identity
 /// controller.pem, controller-key.pem  this machine's controller identity
 /// issued/                             certificates issued for other machines

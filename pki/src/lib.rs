@@ -3,13 +3,16 @@
 //!
 //! Every agent and controller authenticates the other with certificates issued by one lab CA
 //! (mutual TLS). On a single machine the quickstart needs no manual step: the first run of
-//! either binary creates the CA and a certificate for each side in the home directory.
+//! either binary in an empty home creates the CA and a certificate for each side there. What
+//! else a home may hold, and what is an error, is decided in one place: [`Home::check`].
 //!
 //! # Layout
-//! - [`home`]: the home directory and the well-known file names in it.
+//! - [`home`]: the home directory, the well-known file names in it, and its rules
+//!   ([`HomeState`]: empty, ready, or able to issue this side's certificate).
 //! - [`ca`]: creating the CA, issuing agent and controller certificates, the first-run setup.
 //! - [`crl`]: the index of issued certificates, revocation and the CRL.
-//! - [`load`]: reading PEM certificates and keys.
+//! - [`load`]: reading PEM certificates, keys (refused when others may read them) and
+//!   bundles; what a certificate says about itself ([`load::CertInfo`]).
 //! - [`tls`]: rustls server and client configurations (TLS 1.3, ring) and peer identities.
 
 pub mod ca;
