@@ -16,7 +16,9 @@ use lightsout_controller::cmd::power::PowerJob;
 use lightsout_controller::cmd::wake::Destination;
 use lightsout_controller::inventory::{Host, Inventory};
 use lightsout_controller::print::Mode;
+use lightsout_controller::result::CERT_WARNING_DAYS;
 use lightsout_pki::ca::Setup;
+use lightsout_pki::load::CertInfo;
 use lightsout_pki::{Home, Side, TlsFiles};
 use lightsout_protocol::{PowerAction, PowerParams};
 
@@ -285,12 +287,36 @@ fn fanout(global: &Global) -> anyhow::Result<FanOut> {
     };
     let tls = lightsout_pki::tls::client_config_with_crls(&files, crls)
         .context("failed to load the controller's TLS files")?;
+    check_dates(&files.cert)?;
     Ok(FanOut {
         tls,
         tls_name: global.tls_name.clone(),
         timeout: global.timeout,
         parallel: global.parallel,
     })
+}
+
+/// Our own certificate's dates, said once on stderr: out of its dates, every agent will refuse
+/// the handshake (and says so, which is why this is a warning and not an error); within a
+/// month of its end, it is time to renew (the lab's certificates all age together).
+fn check_dates(cert: &std::path::Path) -> anyhow::Result<()> {
+    let info = CertInfo::from_file(cert)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let renew = format!(
+        "renew it (`lightsout pki renew controller {}` on the CA machine)",
+        info.name
+    );
+    if let Err(e) = info.check_valid(cert, now) {
+        eprintln!("lightsout: warning: {e}: agents will refuse it; {renew}");
+    } else if info.days_left(now) < CERT_WARNING_DAYS {
+        eprintln!(
+            "lightsout: warning: our certificate {} ({}) expires in {} days: {renew}",
+            cert.display(),
+            info.name,
+            info.days_left(now)
+        );
+    }
+    Ok(())
 }
 
 fn power_job(args: &PowerArgs, action: PowerAction) -> anyhow::Result<PowerJob> {

@@ -330,6 +330,54 @@ fn status_shows_an_agent_certificate_that_expires_soon() {
 }
 
 #[test]
+fn the_controller_warns_of_its_own_certificate_ahead_and_when_expired() {
+    let lab = Lab::new();
+    let agent = AgentProcess::start(&lab, &["--dry-run"]);
+    let bundle = |days_ago: i64, days: u32| {
+        let mut opts = IssueOptions::new(CertKind::Controller, "carol");
+        opts.role = Some("admin".into());
+        opts.validity_days = days;
+        opts.not_before = Some(
+            time::OffsetDateTime::now_utc()
+                - time::Duration::days(days_ago)
+                - time::Duration::hours(1),
+        );
+        let path = lab.dir.path().join(format!("carol-{days_ago}.pem"));
+        lab.ca
+            .issue(&opts)
+            .unwrap()
+            .write_bundle(&path, lab.ca.cert_pem())
+            .unwrap();
+        path
+    };
+    let soon = bundle(0, 10);
+    let run = lab
+        .lightsout(&["--bundle", soon.to_str().unwrap(), "echo", &agent.target()])
+        .success();
+    assert!(
+        run.stderr.contains("expires in 9 days")
+            && run.stderr.contains("pki renew controller carol"),
+        "{run:?}"
+    );
+    let expired = bundle(20, 10);
+    let run = lab.lightsout(&[
+        "--bundle",
+        expired.to_str().unwrap(),
+        "echo",
+        &agent.target(),
+    ]);
+    // The agent refuses it (tested in authz); the controller says why before.
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains("expired on") && run.stderr.contains("agents will refuse it"),
+        "{run:?}"
+    );
+    // The first-run certificate has years left: nothing said.
+    let run = lab.lightsout(&["echo", &agent.target()]).success();
+    assert!(!run.stderr.contains("expires"), "{run:?}");
+}
+
+#[test]
 fn pki_bookkeeping_days_statuses_and_serials() {
     let lab = Lab::new();
     let run = lab.lightsout(&["pki", "issue", "agent", "lab-00", "--days", "0"]);
