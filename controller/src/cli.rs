@@ -258,6 +258,13 @@ pub enum RenewCommand {
     Agent {
         /// The agent's name, as in `pki list`.
         name: String,
+        /// An IP address to add (certificates issued before addresses were recorded in the
+        /// index need theirs given again).
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
+        /// A DNS name to add.
+        #[arg(long = "dns")]
+        dns: Vec<String>,
         #[command(flatten)]
         out: OutArgs,
     },

@@ -478,6 +478,25 @@ fn issue_and_renew_never_overwrite_a_key_without_replace() {
         record.ips,
         ["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]
     );
+    assert!(run.stdout.contains("names: lab-02, 10.0.0.2"), "{run:?}");
+    // Addresses can be added (certificates recorded before addresses were).
+    let elsewhere = lab.dir.path().join("elsewhere");
+    let run = lab
+        .lightsout(&[
+            "pki",
+            "renew",
+            "agent",
+            "lab-02",
+            "--ip",
+            "10.0.1.2",
+            "--out",
+            elsewhere.to_str().unwrap(),
+        ])
+        .success();
+    assert!(
+        run.stdout.contains("names: lab-02, 10.0.0.2, 10.0.1.2"),
+        "{run:?}"
+    );
 
     // With --replace, in place; and a controller keeps its role.
     lab.lightsout(&["pki", "issue", "controller", "bob", "--role", "operator"])

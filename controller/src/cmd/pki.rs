@@ -141,16 +141,46 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> Result<(), PkiCommandError>
         }
         PkiCommand::Renew(renew) => {
             let ca = load_ca(&home, "renew")?;
-            let (kind, name, out) = match renew {
-                RenewCommand::Agent { name, out } => (CertKind::Agent, name, out),
-                RenewCommand::Controller { name, out } => (CertKind::Controller, name, out),
+            let (kind, name, out, ips, dns) = match renew {
+                RenewCommand::Agent {
+                    name,
+                    ips,
+                    dns,
+                    out,
+                } => (CertKind::Agent, name, out, ips.as_slice(), dns.as_slice()),
+                RenewCommand::Controller { name, out } => {
+                    (CertKind::Controller, name, out, &[][..], &[][..])
+                }
             };
             let previous = latest(&home, kind, name)?;
             let mut opts = IssueOptions::new(kind, name.clone());
             opts.role.clone_from(&previous.role);
             opts.ips.clone_from(&previous.ips);
             opts.dns.clone_from(&previous.dns);
+            for ip in ips {
+                if !opts.ips.contains(ip) {
+                    opts.ips.push(*ip);
+                }
+            }
+            for d in dns {
+                if !opts.dns.contains(d) {
+                    opts.dns.push(d.clone());
+                }
+            }
+            let names = opts
+                .ips
+                .iter()
+                .map(ToString::to_string)
+                .chain(opts.dns.iter().cloned())
+                .collect::<Vec<_>>();
             issue_and_write(&home, &ca, opts, out, true)?;
+            if kind == CertKind::Agent {
+                println!(
+                    "names: {name}{}{} (add any missing with --ip/--dns)",
+                    if names.is_empty() { "" } else { ", " },
+                    names.join(", ")
+                );
+            }
             println!(
                 "renews serial {} (expires {}); once the new certificate is installed: \
                  lightsout pki revoke --serial {}",
