@@ -51,12 +51,13 @@ impl AccessState {
 
 /// Where the reloadable state comes from.
 ///
-/// On reload the configuration file is read again and its `[policy]` and `[tls] crl` are
-/// applied; everything else in it takes effect at the next start (reported by
+/// On reload the certificate, key and CA files are read again, and the configuration file's
+/// `[policy]` and `[tls] crl` are applied; everything else in it takes effect at the next start (reported by
 /// [`Reloaded::restart_needed`]).
 #[derive(Debug, Clone)]
 pub struct AccessSources {
-    /// CA, certificate and key (fixed until restart).
+    /// CA, certificate and key: read again on every reload, so a renewed certificate
+    /// installed in place takes effect on SIGHUP without a restart (the README's rotation).
     pub tls: TlsFiles,
     /// The configuration file, if any: its `[policy]` and `[tls] crl` are re-read on reload.
     pub config_file: Option<PathBuf>,

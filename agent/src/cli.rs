@@ -40,7 +40,8 @@ pub struct Args {
     pub listen: Option<String>,
 
     /// Home directory holding the certificates [default: $LIGHTSOUT_HOME, else
-    /// ~/.config/lightsout]. Created, with a new CA, on first use.
+    /// ~/.config/lightsout]. An empty one gets a new lab CA on first use; a partial one is an
+    /// error (see the README's home directory rules).
     #[arg(long, global = true, env = "LIGHTSOUT_HOME")]
     pub home: Option<PathBuf>,
 

@@ -13,6 +13,7 @@ use lightsout_agent::discovery::Responder;
 use lightsout_agent::resolve::{self, Resolved};
 use lightsout_agent::settings::FileSettings;
 use lightsout_agent::{Config, listener};
+use lightsout_pki::load::CertInfo;
 
 async fn stop_signal() {
     #[cfg(unix)]
@@ -84,7 +85,9 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
         access,
         audit,
         discovery,
+        tls,
     } = resolved;
+    warn_if_expiring(&tls.cert);
     let listener = if default_listen {
         listener::bind_any(listen.port())
     } else {
@@ -103,6 +106,26 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     println!("listening on {bound}");
     lightsout_agent::run(listener, config, stop_signal()).await;
     Ok(())
+}
+
+/// A certificate close to its end is worth a line in the journal at every start: rustls
+/// will refuse it at the first handshake after its date.
+fn warn_if_expiring(cert: &std::path::Path) {
+    let Ok(info) = CertInfo::from_file(cert) else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let days_left = info.days_left(now);
+    if let Err(e) = info.check_valid(cert, now) {
+        tracing::error!(error = %e, "controllers will refuse this certificate");
+    } else if days_left < 30 {
+        tracing::warn!(
+            name = %info.name,
+            days_left,
+            cert = %cert.display(),
+            "the agent's certificate expires soon: renew it (lightsout pki renew agent NAME)"
+        );
+    }
 }
 
 fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> anyhow::Result<()> {
@@ -135,6 +158,20 @@ fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> any
 fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
     let resolved = Config::resolve(args, file)?;
     let state = resolved.access.current();
+    // The TLS files loaded (key modes checked); now their dates, which rustls would only
+    // refuse at the first handshake.
+    let cert = &resolved.tls.cert;
+    let info = CertInfo::from_file(cert)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    println!(
+        "certificate: {} ({}), fingerprint {}, {} days left (until {})",
+        info.name,
+        cert.display(),
+        info.fingerprint,
+        info.days_left(now),
+        lightsout_pki::load::date(info.not_after_unix)
+    );
+    info.check_valid(cert, now)?;
     println!("configuration OK");
     println!("  listen: {}", resolved.listen);
     println!("  home: {}", resolved.home.dir().display());

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lightsout_pki::{Home, PkiError, TlsFiles};
+use lightsout_pki::ca::Setup;
+use lightsout_pki::{Home, PkiError, Side, TlsFiles};
 use lightsout_protocol::DEFAULT_PORT;
 
 use crate::access::{Access, AccessError, AccessSources};
@@ -39,6 +40,8 @@ pub struct Resolved {
     pub audit: Arc<AuditLog>,
     /// What `--discoverable` announces; `None` when not discoverable.
     pub discovery: Option<AgentIdentity>,
+    /// The agent's CA, certificate and key (or bundle).
+    pub tls: TlsFiles,
 }
 
 /// A configuration that cannot be used; each names the option or key at fault.
@@ -51,7 +54,7 @@ pub enum ConfigError {
     #[error("home directory: {0}")]
     Home(#[source] PkiError),
     /// First-run certificates cannot be created.
-    #[error("failed to set up certificates in {dir}: {source}")]
+    #[error("{source}")]
     Certificates {
         /// The home directory.
         dir: PathBuf,
@@ -149,10 +152,18 @@ fn tls_files(args: &Args, file: &FileSettings, home: &Home) -> Result<TlsFiles, 
             key: key.clone(),
         });
     }
-    lightsout_pki::ca::ensure_local(home).map_err(|source| ConfigError::Certificates {
-        dir: home.dir().to_path_buf(),
-        source,
+    let setup = lightsout_pki::ca::ensure_local(home, Side::Agent).map_err(|source| {
+        ConfigError::Certificates {
+            dir: home.dir().to_path_buf(),
+            source,
+        }
     })?;
+    if setup == Setup::NewCa {
+        eprintln!(
+            "lightsout-agent: {}",
+            lightsout_pki::ca::new_ca_notice(home)
+        );
+    }
     Ok(TlsFiles::agent(home))
 }
 
@@ -192,7 +203,7 @@ impl Config {
             None
         };
         let access = Arc::new(Access::from_sources(AccessSources {
-            tls,
+            tls: tls.clone(),
             config_file: args.config.clone(),
             crl_override: args.crl.clone(),
             default_crl: home.crl(),
@@ -251,6 +262,7 @@ impl Config {
             access,
             audit,
             discovery,
+            tls,
         })
     }
 }

@@ -23,7 +23,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Home directory holding the certificates [default: $LIGHTSOUT_HOME, else
-    /// ~/.config/lightsout]. Created, with a new CA, on first use.
+    /// ~/.config/lightsout]. An empty one gets a new lab CA on first use; a partial one is an
+    /// error (see the README's home directory rules).
     #[arg(long, global = true, env = "LIGHTSOUT_HOME")]
     pub home: Option<PathBuf>,
     /// CA certificate agents must chain to [default: HOME/ca.pem].
@@ -35,6 +36,10 @@ pub struct Global {
     /// Our private key [default: HOME/controller-key.pem].
     #[arg(long, global = true)]
     pub key: Option<PathBuf>,
+    /// One file holding our certificate, the CA certificate and our key (`lightsout pki issue
+    /// controller NAME --role ROLE --bundle FILE`), instead of --ca, --cert and --key.
+    #[arg(long, global = true, env = "LIGHTSOUT_BUNDLE", value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
     /// Revocation list: refuse agents whose certificate it lists [default: HOME/crl.pem if
     /// it exists].
     #[arg(long, global = true, value_name = "FILE")]
@@ -210,27 +215,66 @@ pub enum InventoryCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
-    /// Create the lab CA in the home directory (plus this machine's agent and controller
-    /// certificates). Does nothing if a CA exists.
+    /// Create the lab CA in an empty home directory (plus this machine's agent and controller
+    /// certificates). Refuses to run where a CA (or any part of a lab) already is.
     Init,
-    /// Issue a certificate signed by the lab CA, for another machine.
+    /// Issue a certificate signed by the lab CA, for another machine (needs the CA key).
     #[command(subcommand)]
     Issue(IssueCommand),
-    /// Revoke certificates (a lost laptop, a retired machine) and rewrite the CRL. Then copy
-    /// HOME/crl.pem to the agents and reload them (SIGHUP / systemctl reload).
+    /// Issue a fresh certificate with the same names and role as the latest one issued under
+    /// NAME (needs the CA key). Then install it, reload, and revoke the old one by --serial.
+    #[command(subcommand)]
+    Renew(RenewCommand),
+    /// Revoke certificates (a lost laptop, a retired machine) and rewrite the CRL (needs the
+    /// CA key). Then copy HOME/crl.pem to the agents and reload them (SIGHUP / systemctl
+    /// reload).
     Revoke {
         /// Common name: every certificate issued under it is revoked.
         #[arg(required_unless_present_any = ["serial", "fingerprint"], conflicts_with_all = ["serial", "fingerprint"])]
         name: Option<String>,
-        /// Revoke by serial number (hex).
+        /// With NAME: revoke every certificate issued under NAME except the latest (after a
+        /// renewal).
+        #[arg(long, requires = "name")]
+        superseded: bool,
+        /// Revoke by serial number (hex; colons and leading zeros as openssl prints them are fine).
         #[arg(long, conflicts_with = "fingerprint")]
         serial: Option<String>,
         /// Revoke by SHA-256 fingerprint (hex).
         #[arg(long)]
         fingerprint: Option<String>,
     },
-    /// List the certificates this CA issued, and which are revoked.
-    List,
+    /// List the certificates this CA issued: valid, expired or revoked, with their dates.
+    List {
+        /// Only certificates not revoked that expire within this time (or have expired):
+        /// what is due for renewal, e.g. 60d.
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        expiring: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RenewCommand {
+    /// Renew an agent's certificate (same name, addresses and DNS names).
+    Agent {
+        /// The agent's name, as in `pki list`.
+        name: String,
+        /// An IP address to add (certificates issued before addresses were recorded in the
+        /// index need theirs given again).
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
+        /// A DNS name to add.
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// Renew a controller's certificate (same name and role).
+    Controller {
+        /// The controller's name, as in `pki list`.
+        name: String,
+        #[command(flatten)]
+        out: OutArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,12 +311,17 @@ pub struct OutArgs {
     #[arg(long, conflicts_with = "bundle")]
     pub out: Option<PathBuf>,
     /// Write one file instead: the certificate, the CA certificate and the key (mode 0600),
-    /// for `lightsout-agent --bundle FILE` or `[tls] bundle` in its configuration.
+    /// for `lightsout-agent --bundle FILE` (or `[tls] bundle`) and `lightsout --bundle FILE`
+    /// (or LIGHTSOUT_BUNDLE).
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
-    /// Validity in days.
-    #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+    /// Validity in days (at least 1).
+    #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
     pub days: u32,
+    /// Overwrite an existing bundle or certificate and key (without it, an existing private
+    /// key is never overwritten).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// A role name that is not one.

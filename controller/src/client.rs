@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use lightsout_pki::load::CertInfo;
 use lightsout_protocol::{FrameCodec, RequestEnvelope, Response};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -21,6 +22,7 @@ use crate::target::Target;
 pub struct Client {
     framed: Framed<TlsStream<TcpStream>, FrameCodec>,
     peer: SocketAddr,
+    peer_cert: Option<CertInfo>,
 }
 
 impl Client {
@@ -62,9 +64,18 @@ impl Client {
                         .connect(server_name.clone(), stream)
                         .await
                         .map_err(ClientError::from_io)?;
+                    // The agent's certificate, as verified in the handshake: its dates feed
+                    // the status board's expiry warning, with no request of its own.
+                    let peer_cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(<[_]>::first)
+                        .and_then(CertInfo::from_der);
                     return Ok(Self {
                         framed: Framed::new(tls, FrameCodec::new()),
                         peer: addr,
+                        peer_cert,
                     });
                 }
                 Err(e) => last = ClientError::from_io(e),
@@ -76,6 +87,11 @@ impl Client {
     /// The address actually connected to.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The agent's certificate (name, fingerprint, dates), as presented in the handshake.
+    pub fn peer_cert(&self) -> Option<&CertInfo> {
+        self.peer_cert.as_ref()
     }
 
     /// Sends one request and waits for its response.

@@ -332,6 +332,9 @@ pub fn host_json(r: &HostResult) -> Value {
             }
         }
     }
+    if let Some(days) = r.cert_expires_in_days() {
+        obj["cert_expires_in_days"] = json!(days);
+    }
     if let Some(w) = &r.wait {
         obj["wait"] = json!({
             "back": w.back,
@@ -382,6 +385,9 @@ pub fn status_board(results: &[HostResult]) -> String {
                     }
                     if sanitize(&h.hostname) != host {
                         note.push(format!("hostname {}", h.hostname));
+                    }
+                    if let Some(days) = r.cert_expires_in_days() {
+                        note.push(format!("certificate expires in {days} days"));
                     }
                     vec![
                         host,

@@ -72,7 +72,13 @@ pub struct HostResult {
     pub outcome: HostOutcome,
     /// `restart --wait` only.
     pub wait: Option<WaitOutcome>,
+    /// End of validity of the agent's certificate seen in the handshake, Unix seconds.
+    pub agent_cert_not_after: Option<i64>,
 }
+
+/// Below this many days left, the agent's certificate's expiry is shown (status board note,
+/// `cert_expires_in_days` in JSON): time to `lightsout pki renew agent NAME`.
+pub const CERT_WARNING_DAYS: i64 = 30;
 
 impl HostResult {
     /// A result with no elapsed time.
@@ -82,7 +88,16 @@ impl HostResult {
             elapsed: Duration::ZERO,
             outcome,
             wait: None,
+            agent_cert_not_after: None,
         }
+    }
+
+    /// Whole days left on the agent's certificate when fewer than [`CERT_WARNING_DAYS`].
+    pub fn cert_expires_in_days(&self) -> Option<i64> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.agent_cert_not_after
+            .map(|t| (t - now).div_euclid(86_400))
+            .filter(|days| *days < CERT_WARNING_DAYS)
     }
 
     /// Ok, failed or skipped.

@@ -16,7 +16,10 @@ use lightsout_controller::cmd::power::PowerJob;
 use lightsout_controller::cmd::wake::Destination;
 use lightsout_controller::inventory::{Host, Inventory};
 use lightsout_controller::print::Mode;
-use lightsout_pki::{Home, TlsFiles};
+use lightsout_controller::result::CERT_WARNING_DAYS;
+use lightsout_pki::ca::Setup;
+use lightsout_pki::load::CertInfo;
+use lightsout_pki::{Home, Side, TlsFiles};
 use lightsout_protocol::{PowerAction, PowerParams};
 
 /// Everything a command needs, validated.
@@ -247,15 +250,24 @@ fn all_if_empty(targets: &[String]) -> Vec<String> {
 fn tls_files(global: &Global) -> anyhow::Result<(TlsFiles, Option<PathBuf>)> {
     let home = home(global)?;
     let files = match (&global.ca, &global.cert, &global.key) {
+        _ if global.bundle.is_some() => {
+            if global.ca.is_some() || global.cert.is_some() || global.key.is_some() {
+                anyhow::bail!(
+                    "--bundle holds the CA, the certificate and the key: drop --ca, --cert and --key"
+                );
+            }
+            TlsFiles::bundle(global.bundle.clone().unwrap_or_default())
+        }
         (Some(ca), Some(cert), Some(key)) => TlsFiles {
             ca: ca.clone(),
             cert: cert.clone(),
             key: key.clone(),
         },
         (None, None, None) => {
-            lightsout_pki::ca::ensure_local(&home).with_context(|| {
-                format!("failed to set up certificates in {}", home.dir().display())
-            })?;
+            let setup = lightsout_pki::ca::ensure_local(&home, Side::Controller)?;
+            if setup == Setup::NewCa {
+                eprintln!("lightsout: {}", lightsout_pki::ca::new_ca_notice(&home));
+            }
             TlsFiles::controller(&home)
         }
         _ => anyhow::bail!("--ca, --cert and --key go together"),
@@ -275,12 +287,36 @@ fn fanout(global: &Global) -> anyhow::Result<FanOut> {
     };
     let tls = lightsout_pki::tls::client_config_with_crls(&files, crls)
         .context("failed to load the controller's TLS files")?;
+    check_dates(&files.cert)?;
     Ok(FanOut {
         tls,
         tls_name: global.tls_name.clone(),
         timeout: global.timeout,
         parallel: global.parallel,
     })
+}
+
+/// Our own certificate's dates, said once on stderr: out of its dates, every agent will refuse
+/// the handshake (and says so, which is why this is a warning and not an error); within a
+/// month of its end, it is time to renew (the lab's certificates all age together).
+fn check_dates(cert: &std::path::Path) -> anyhow::Result<()> {
+    let info = CertInfo::from_file(cert)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let renew = format!(
+        "renew it (`lightsout pki renew controller {}` on the CA machine)",
+        info.name
+    );
+    if let Err(e) = info.check_valid(cert, now) {
+        eprintln!("lightsout: warning: {e}: agents will refuse it; {renew}");
+    } else if info.days_left(now) < CERT_WARNING_DAYS {
+        eprintln!(
+            "lightsout: warning: our certificate {} ({}) expires in {} days: {renew}",
+            cert.display(),
+            info.name,
+            info.days_left(now)
+        );
+    }
+    Ok(())
 }
 
 fn power_job(args: &PowerArgs, action: PowerAction) -> anyhow::Result<PowerJob> {

@@ -14,7 +14,7 @@ use rcgen::{
 use ring::rand::SecureRandom;
 use time::OffsetDateTime;
 
-use crate::home::Home;
+use crate::home::{Home, HomeState, Side};
 use crate::{PkiError, Result, load};
 
 /// How long the CA is valid.
@@ -150,8 +150,10 @@ impl Ca {
     /// Loads the CA certificate and key from PEM files.
     ///
     /// # Errors
-    /// A file cannot be read or is not a CA certificate / key.
+    /// A file cannot be read or is not a CA certificate / key, or the key is readable by group
+    /// or others.
     pub fn load(cert: &Path, key: &Path) -> Result<Self> {
+        load::check_private(key)?;
         let cert_pem = load::text(cert)?;
         let key_pem = load::text(key)?;
         let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::Pem {
@@ -246,67 +248,116 @@ impl Ca {
     }
 }
 
-/// Makes sure `home` holds a CA plus an agent and a controller certificate for this machine,
-/// creating whatever is missing. Safe to call from several processes at once: the first one
-/// creates, the others wait for it.
-///
-/// Returns true when anything was created.
+/// What [`ensure_local`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// Everything was there.
+    Nothing,
+    /// The home was empty: a new lab CA and this machine's agent and controller
+    /// certificates were created. The binaries say so on stderr ([`new_ca_notice`]).
+    NewCa,
+    /// The CA was there; this side's certificate and key were issued.
+    Issued,
+}
+
+/// The one line the binaries print on stderr after [`Setup::NewCa`].
+pub fn new_ca_notice(home: &Home) -> String {
+    format!(
+        "created a new lab CA and this machine's certificates in {dir}; to join an existing \
+         lab instead, remove it and copy there the lab's ca.pem with this machine's \
+         certificate and key (or pass --bundle FILE)",
+        dir = home.dir().display()
+    )
+}
+
+/// Makes the home ready for `side` following the rules of [`HomeState`]: an empty home gets
+/// a new CA and both of this machine's certificates (the quickstart's first run); a home with
+/// the CA gets this side's certificate if both its files are absent; a ready home is left
+/// alone; a partial one is an error and nothing is changed. No existing file is overwritten.
+/// Safe to call from several processes at once: the first one creates, the others wait.
 ///
 /// # Errors
-/// The directory or a file cannot be written, or another process holds the lock too long.
-pub fn ensure_local(home: &Home) -> Result<bool> {
-    let complete = |h: &Home| {
-        [
-            h.ca_cert(),
-            h.agent_cert(),
-            h.agent_key(),
-            h.controller_cert(),
-            h.controller_key(),
-        ]
-        .iter()
-        .all(|p| p.exists())
-    };
-    if complete(home) {
-        return Ok(false);
+/// [`PkiError::Incomplete`] for a partial home; a file cannot be written; another process
+/// holds the lock too long.
+pub fn ensure_local(home: &Home, side: Side) -> Result<Setup> {
+    // Judged without the lock first (the usual case: ready); anything else is judged again
+    // under the lock, since another process may be half-way through creating the home.
+    if let Ok(HomeState::Ready) = home.check(side) {
+        return Ok(Setup::Nothing);
     }
     create_private_dir(home.dir())?;
     let _lock = InitLock::acquire(home.dir())?;
-    if complete(home) {
-        // Another process finished the job while we waited for the lock.
-        return Ok(false);
+    match home.check(side)? {
+        HomeState::Ready => Ok(Setup::Nothing),
+        HomeState::Empty => {
+            let host = local_hostname();
+            let (ca, key_pem) = Ca::create(&format!("lightsout lab CA ({host})"))?;
+            write_new(&home.ca_key(), key_pem.as_bytes(), true)?;
+            write_new(&home.ca_cert(), ca.cert_pem().as_bytes(), false)?;
+            tracing::info!(home = %home.dir().display(), "created a new lightsout CA");
+            issue_local(home, &ca, Side::Agent)?;
+            issue_local(home, &ca, Side::Controller)?;
+            Ok(Setup::NewCa)
+        }
+        HomeState::CanIssue => {
+            let ca = Ca::load_home(home)?;
+            issue_local(home, &ca, side)?;
+            Ok(Setup::Issued)
+        }
     }
+}
+
+/// Creates a new CA in an empty home (`lightsout pki init`), with this machine's agent and
+/// controller certificates.
+///
+/// # Errors
+/// [`PkiError::CaExists`] when the home has a CA (or any part of a lab).
+pub fn init(home: &Home) -> Result<()> {
+    if home.ca_cert().exists() || home.ca_key().exists() {
+        return Err(PkiError::CaExists(home.dir().to_path_buf()));
+    }
+    match ensure_local(home, Side::Controller)? {
+        Setup::NewCa => Ok(()),
+        // Another process created it between our look and the lock.
+        Setup::Nothing | Setup::Issued => Err(PkiError::CaExists(home.dir().to_path_buf())),
+    }
+}
+
+/// Issues this machine's certificate for `side` into the home (both files absent).
+fn issue_local(home: &Home, ca: &Ca, side: Side) -> Result<()> {
     let host = local_hostname();
-    let ca = if home.ca_cert().exists() {
-        Ca::load_home(home)?
-    } else {
-        let (ca, key_pem) = Ca::create(&format!("lightsout lab CA ({host})"))?;
-        write_file(&home.ca_key(), key_pem.as_bytes(), true)?;
-        write_file(&home.ca_cert(), ca.cert_pem().as_bytes(), false)?;
-        tracing::info!(home = %home.dir().display(), "created a new lightsout CA");
-        ca
+    let opts = match side {
+        Side::Agent => {
+            let mut opts = IssueOptions::new(CertKind::Agent, host);
+            opts.dns = vec!["localhost".into()];
+            opts.ips = vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ];
+            opts
+        }
+        Side::Controller => {
+            let mut opts =
+                IssueOptions::new(CertKind::Controller, format!("{}@{host}", local_user()));
+            opts.role = Some("admin".into());
+            opts
+        }
     };
-    if !(home.agent_cert().exists() && home.agent_key().exists()) {
-        let mut opts = IssueOptions::new(CertKind::Agent, host.clone());
-        opts.dns = vec!["localhost".into()];
-        opts.ips = vec![
-            IpAddr::from([127, 0, 0, 1]),
-            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-        ];
-        let issued = ca.issue(&opts)?;
-        issued.write(&home.agent_cert(), &home.agent_key())?;
-        crate::crl::record_issued(home, &opts, &issued)?;
-        tracing::info!(name = %host, "issued this machine's agent certificate");
+    let issued = ca.issue(&opts)?;
+    let (cert, key) = home.pair(side);
+    write_new(&key, issued.key_pem.as_bytes(), true)?;
+    write_new(&cert, issued.cert_pem.as_bytes(), false)?;
+    crate::crl::record_issued(home, &opts, &issued)?;
+    tracing::info!(name = %opts.name, side = side.as_str(), "issued this machine's certificate");
+    Ok(())
+}
+
+/// Writes a file that must not exist yet (a key is never overwritten behind the user's back).
+fn write_new(path: &Path, contents: &[u8], private: bool) -> Result<()> {
+    if path.exists() {
+        return Err(PkiError::Exists(path.to_path_buf()));
     }
-    if !(home.controller_cert().exists() && home.controller_key().exists()) {
-        let name = format!("{}@{host}", local_user());
-        let mut opts = IssueOptions::new(CertKind::Controller, name.clone());
-        opts.role = Some("admin".into());
-        let issued = ca.issue(&opts)?;
-        issued.write(&home.controller_cert(), &home.controller_key())?;
-        crate::crl::record_issued(home, &opts, &issued)?;
-        tracing::info!(%name, "issued this machine's controller certificate");
-    }
-    Ok(true)
+    write_file(path, contents, private)
 }
 
 /// This machine's host name, sanitised to something valid in a DNS SAN.
@@ -431,8 +482,12 @@ mod tests {
     fn first_run_creates_everything_once_with_private_keys() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path().join("h"));
-        assert!(ensure_local(&home).unwrap());
-        assert!(!ensure_local(&home).unwrap(), "second run creates nothing");
+        assert_eq!(ensure_local(&home, Side::Agent).unwrap(), Setup::NewCa);
+        assert_eq!(
+            ensure_local(&home, Side::Controller).unwrap(),
+            Setup::Nothing,
+            "second run creates nothing"
+        );
         for p in [home.ca_cert(), home.agent_cert(), home.controller_cert()] {
             assert!(load::certs(&p).is_ok(), "{}", p.display());
         }
@@ -455,17 +510,132 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let home = home.clone();
-                std::thread::spawn(move || ensure_local(&home).unwrap())
+                std::thread::spawn(move || ensure_local(&home, Side::Agent).unwrap())
             })
             .collect();
         let created = handles
             .into_iter()
             .map(|h| h.join().unwrap())
-            .filter(|c| *c)
+            .filter(|c| *c == Setup::NewCa)
             .count();
         assert_eq!(created, 1);
         // The leaf certificates chain to the one CA left on disk.
         crate::tls::server_config(&crate::TlsFiles::agent(&home)).expect("agent config");
         crate::tls::client_config(&crate::TlsFiles::controller(&home)).expect("controller config");
+    }
+
+    fn setup() -> (tempfile::TempDir, Home) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("h"));
+        ensure_local(&home, Side::Agent).unwrap();
+        (dir, home)
+    }
+
+    fn incomplete(home: &Home, side: Side) -> String {
+        match ensure_local(home, side) {
+            Err(e @ PkiError::Incomplete { .. }) => e.to_string(),
+            other => panic!("expected an incomplete home, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ca_key_without_its_certificate_is_never_replaced() {
+        let (_dir, home) = setup();
+        let key_before = fs::read(home.ca_key()).unwrap();
+        fs::remove_file(home.ca_cert()).unwrap();
+        let err = incomplete(&home, Side::Controller);
+        assert!(err.contains("ca.pem") && err.contains("backup"), "{err}");
+        assert_eq!(
+            fs::read(home.ca_key()).unwrap(),
+            key_before,
+            "key untouched"
+        );
+        assert!(!home.ca_cert().exists(), "nothing created");
+        // Nor by `pki init`.
+        assert!(matches!(init(&home), Err(PkiError::CaExists(_))));
+        assert_eq!(fs::read(home.ca_key()).unwrap(), key_before);
+    }
+
+    #[test]
+    fn a_second_controller_needs_exactly_the_ca_its_certificate_and_key() {
+        let (_dir, lab) = setup();
+        let dir2 = tempfile::tempdir().unwrap();
+        let home = Home::at(dir2.path());
+        for (from, to) in [
+            (lab.ca_cert(), home.ca_cert()),
+            (lab.controller_cert(), home.controller_cert()),
+            (lab.controller_key(), home.controller_key()),
+        ] {
+            fs::copy(from, to).unwrap();
+        }
+        assert_eq!(home.check(Side::Controller).unwrap(), HomeState::Ready);
+        assert_eq!(
+            ensure_local(&home, Side::Controller).unwrap(),
+            Setup::Nothing
+        );
+        crate::tls::client_config(&crate::TlsFiles::controller(&home)).expect("usable");
+        assert!(!home.ca_key().exists());
+        // The agent in that home has nothing of its own and no CA key to issue it.
+        let err = incomplete(&home, Side::Agent);
+        assert!(err.contains("pki issue agent"), "{err}");
+    }
+
+    #[test]
+    fn partial_homes_are_errors_naming_what_is_missing() {
+        let (_dir, home) = setup();
+        fs::remove_file(home.agent_key()).unwrap();
+        let err = incomplete(&home, Side::Agent);
+        assert!(err.contains("agent-key.pem"), "{err}");
+        fs::remove_file(home.agent_cert()).unwrap();
+        // Both halves gone, the CA key here: issued again.
+        assert_eq!(ensure_local(&home, Side::Agent).unwrap(), Setup::Issued);
+        fs::remove_file(home.controller_cert()).unwrap();
+        let err = incomplete(&home, Side::Agent);
+        assert!(err.contains("controller.pem"), "{err}");
+
+        // A CA certificate and nothing else.
+        let dir = tempfile::tempdir().unwrap();
+        let lone = Home::at(dir.path());
+        fs::copy(home.ca_cert(), lone.ca_cert()).unwrap();
+        let err = incomplete(&lone, Side::Controller);
+        assert!(err.contains("controller.pem"), "{err}");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing created"
+        );
+    }
+
+    #[test]
+    fn init_refuses_an_existing_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        init(&home).unwrap();
+        let before = fs::read(home.ca_key()).unwrap();
+        assert!(matches!(init(&home), Err(PkiError::CaExists(_))));
+        assert_eq!(fs::read(home.ca_key()).unwrap(), before);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_readable_by_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, home) = setup();
+        fs::set_permissions(home.controller_key(), fs::Permissions::from_mode(0o640)).unwrap();
+        let err = crate::tls::client_config(&crate::TlsFiles::controller(&home)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, PkiError::KeyMode { mode: 0o640, .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("chmod 600") && text.contains("controller-key.pem"),
+            "{text}"
+        );
+        fs::set_permissions(home.ca_key(), fs::Permissions::from_mode(0o604)).unwrap();
+        assert!(matches!(
+            Ca::load_home(&home),
+            Err(PkiError::KeyMode { .. })
+        ));
     }
 }

@@ -32,6 +32,12 @@ pub struct IssuedRecord {
     pub kind: String,
     /// Role, for controllers.
     pub role: Option<String>,
+    /// Extra IP address SANs (what `pki renew` issues again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<std::net::IpAddr>,
+    /// Extra DNS SANs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
     /// Serial number, lower-case hex.
     pub serial: String,
     /// SHA-256 fingerprint, lower-case hex.
@@ -64,6 +70,9 @@ pub enum Selector {
     Serial(String),
     /// The certificate with this SHA-256 fingerprint (hex, colons allowed).
     Fingerprint(String),
+    /// Every certificate issued under this common name except the latest one: what a
+    /// renewal replaced.
+    Superseded(String),
 }
 
 fn normalise_hex(s: &str) -> String {
@@ -71,6 +80,30 @@ fn normalise_hex(s: &str) -> String {
         .filter(|c| *c != ':')
         .collect::<String>()
         .to_ascii_lowercase()
+}
+
+/// A serial number in one form whatever form it was given in: lower-case hex, no colons, no
+/// leading zero bytes (`00:73:AB` and `73ab` are the same certificate; openssl shows the
+/// first, our index the second).
+pub fn canonical_serial(s: &str) -> String {
+    let hex = normalise_hex(s);
+    let digits = hex.trim_start_matches('0');
+    if digits.len() % 2 == 1 {
+        format!("0{digits}")
+    } else {
+        digits.to_owned()
+    }
+}
+
+/// The serials revoked so far, in [`canonical_serial`] form, with when.
+///
+/// # Errors
+/// The index cannot be read or is corrupt.
+pub fn revoked_serials_index(home: &Home) -> Result<std::collections::HashMap<String, i64>> {
+    Ok(list_revoked(home)?
+        .into_iter()
+        .map(|r| (canonical_serial(&r.serial), r.revoked_unix))
+        .collect())
 }
 
 fn append_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
@@ -129,6 +162,8 @@ pub fn record_issued(home: &Home, opts: &IssueOptions, issued: &Issued) -> Resul
             CertKind::Controller => "controller".into(),
         },
         role: opts.role.clone(),
+        ips: opts.ips.clone(),
+        dns: opts.dns.clone(),
         serial: issued.serial.clone(),
         fingerprint: issued.fingerprint.clone(),
         issued_unix: OffsetDateTime::now_utc().unix_timestamp(),
@@ -161,7 +196,10 @@ pub fn list_revoked(home: &Home) -> Result<Vec<RevokedRecord>> {
 /// Nothing matches, or a file cannot be written.
 pub fn revoke(home: &Home, ca: &Ca, selector: &Selector) -> Result<Vec<RevokedRecord>> {
     let issued = list_issued(home)?;
-    let already: HashSet<String> = list_revoked(home)?.into_iter().map(|r| r.serial).collect();
+    let already: HashSet<String> = list_revoked(home)?
+        .into_iter()
+        .map(|r| canonical_serial(&r.serial))
+        .collect();
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let matches: Vec<RevokedRecord> = match selector {
         Selector::Name(name) => issued
@@ -174,6 +212,25 @@ pub fn revoke(home: &Home, ca: &Ca, selector: &Selector) -> Result<Vec<RevokedRe
                 revoked_unix: now,
             })
             .collect(),
+        Selector::Superseded(name) => {
+            let mut under: Vec<&IssuedRecord> = issued.iter().filter(|r| &r.name == name).collect();
+            // The index is appended to in issue order: the last line is the latest.
+            under.pop();
+            if under.is_empty() && issued.iter().any(|r| &r.name == name) {
+                // Only one certificate under this name: nothing is superseded.
+                write_crl(home, ca)?;
+                return Ok(Vec::new());
+            }
+            under
+                .into_iter()
+                .map(|r| RevokedRecord {
+                    serial: r.serial.clone(),
+                    name: r.name.clone(),
+                    fingerprint: r.fingerprint.clone(),
+                    revoked_unix: now,
+                })
+                .collect()
+        }
         Selector::Fingerprint(fp) => {
             let fp = normalise_hex(fp);
             issued
@@ -188,16 +245,21 @@ pub fn revoke(home: &Home, ca: &Ca, selector: &Selector) -> Result<Vec<RevokedRe
                 .collect()
         }
         Selector::Serial(serial) => {
-            let serial = normalise_hex(serial);
+            let given = normalise_hex(serial);
+            let serial = canonical_serial(&given);
             if serial.is_empty()
                 || !serial.chars().all(|c| c.is_ascii_hexdigit())
                 || serial.len() > 40
             {
-                return Err(PkiError::NotFound(serial));
+                return Err(PkiError::NotFound(given));
             }
-            let known = issued.iter().find(|r| r.serial == serial);
+            let known = issued
+                .iter()
+                .find(|r| canonical_serial(&r.serial) == serial);
             vec![RevokedRecord {
-                serial: serial.clone(),
+                // The index's own form when known: the CRL must list the bytes the
+                // certificate carries.
+                serial: known.map_or_else(|| serial.clone(), |r| r.serial.clone()),
                 name: known.map(|r| r.name.clone()).unwrap_or_default(),
                 fingerprint: known.map(|r| r.fingerprint.clone()).unwrap_or_default(),
                 revoked_unix: now,
@@ -206,13 +268,16 @@ pub fn revoke(home: &Home, ca: &Ca, selector: &Selector) -> Result<Vec<RevokedRe
     };
     if matches.is_empty() {
         let what = match selector {
-            Selector::Name(s) | Selector::Serial(s) | Selector::Fingerprint(s) => s.clone(),
+            Selector::Name(s)
+            | Selector::Serial(s)
+            | Selector::Fingerprint(s)
+            | Selector::Superseded(s) => s.clone(),
         };
         return Err(PkiError::NotFound(what));
     }
     let mut newly = Vec::new();
     for record in matches {
-        if !already.contains(&record.serial) {
+        if !already.contains(&canonical_serial(&record.serial)) {
             append_line(&home.revoked_index(), &record)?;
             newly.push(record);
         }
@@ -299,10 +364,41 @@ mod tests {
     use crate::ca::ensure_local;
 
     #[test]
+    fn a_serial_in_colon_form_revokes_the_certificate_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        ensure_local(&home, crate::Side::Controller).unwrap();
+        let ca = Ca::load_home(&home).unwrap();
+        let opts = IssueOptions::new(CertKind::Agent, "lab-07");
+        let issued = ca.issue(&opts).unwrap();
+        record_issued(&home, &opts, &issued).unwrap();
+        let pairs: Vec<String> = (0..issued.serial.len())
+            .step_by(2)
+            .map(|i| issued.serial[i..i + 2].to_uppercase())
+            .collect();
+        let revoked = revoke(
+            &home,
+            &ca,
+            &Selector::Serial(format!("00:{}", pairs.join(":"))),
+        )
+        .unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0].name, "lab-07", "known by its serial, not `?`");
+        assert_eq!(revoked[0].serial, issued.serial, "the index's form");
+        assert!(
+            revoked_serials_index(&home)
+                .unwrap()
+                .contains_key(&issued.serial)
+        );
+        let crls = load(&home.crl()).unwrap();
+        assert!(revoked_serials(&crls).contains(&issued.serial));
+    }
+
+    #[test]
     fn revoke_by_name_lists_serial_in_crl() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path());
-        ensure_local(&home).unwrap();
+        ensure_local(&home, crate::Side::Controller).unwrap();
         let ca = Ca::load_home(&home).unwrap();
         let opts = IssueOptions::new(CertKind::Controller, "lost-laptop");
         let issued = ca.issue(&opts).unwrap();
@@ -324,6 +420,13 @@ mod tests {
             revoke(&home, &ca, &Selector::Name("nobody".into())),
             Err(PkiError::NotFound(_))
         ));
+        // By serial in openssl's form (colons, capitals, a leading zero byte): the same one.
+        let colons = format!("00:{}", issued.serial.to_uppercase());
+        assert!(
+            revoke(&home, &ca, &Selector::Serial(colons))
+                .unwrap()
+                .is_empty()
+        );
         // By fingerprint with colons and capitals.
         let fp = issued.fingerprint.to_uppercase();
         assert!(

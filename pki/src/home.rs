@@ -10,7 +10,7 @@ pub const HOME_ENV: &str = "LIGHTSOUT_HOME";
 /// The home directory and the well-known file names inside it.
 ///
 /// ```text
-/// ca.pem, ca-key.pem                  the lab CA (the key stays on the admin machine)
+/// ca.pem, ca-key.pem                  the lab CA (the key stays on the CA machine only)
 /// agent.pem, agent-key.pem            this machine's agent identity
 /// controller.pem, controller-key.pem  this machine's controller identity
 /// issued/                             certificates issued for other machines
@@ -100,5 +100,146 @@ impl Home {
     /// Where certificates issued for other machines are written.
     pub fn issued_dir(&self) -> PathBuf {
         self.dir.join("issued")
+    }
+}
+
+/// Which binary a home directory serves: each needs its own certificate and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `lightsout-agent`: `agent.pem` + `agent-key.pem`.
+    Agent,
+    /// `lightsout`: `controller.pem` + `controller-key.pem`.
+    Controller,
+}
+
+impl Side {
+    /// `agent` or `controller`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Agent => "agent",
+            Side::Controller => "controller",
+        }
+    }
+}
+
+/// What a home directory holds, judged for one [`Side`]. The rules, in one place:
+///
+/// - **Empty** (none of the CA, certificate, key, index or CRL files): a first run may create
+///   a new lab CA here, and this machine's agent and controller certificates.
+/// - **Ready**: the CA certificate and this side's certificate and key are here. The CA key is
+///   not needed (a second controller holds exactly `ca.pem`, its certificate and its key).
+/// - **CanIssue**: the CA (certificate *and* key) is here but this side's certificate and key
+///   are both absent: they can be issued without touching anything that exists.
+///
+/// Anything else is partial (a CA key without its certificate, a certificate without its
+/// key, a CA certificate and nothing this side can use) and is a [`PkiError::Incomplete`]
+/// naming what is missing: nothing is created or overwritten over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeState {
+    /// Nothing of a lab here yet.
+    Empty,
+    /// Everything this side needs is here.
+    Ready,
+    /// The CA is here; this side's certificate and key are to be issued.
+    CanIssue,
+}
+
+impl Home {
+    /// This side's certificate and key.
+    pub fn pair(&self, side: Side) -> (PathBuf, PathBuf) {
+        match side {
+            Side::Agent => (self.agent_cert(), self.agent_key()),
+            Side::Controller => (self.controller_cert(), self.controller_key()),
+        }
+    }
+
+    /// Every file whose presence means "a lab lives here".
+    fn lab_files(&self) -> [PathBuf; 9] {
+        [
+            self.ca_cert(),
+            self.ca_key(),
+            self.agent_cert(),
+            self.agent_key(),
+            self.controller_cert(),
+            self.controller_key(),
+            self.issued_index(),
+            self.revoked_index(),
+            self.crl(),
+        ]
+    }
+
+    /// Judges the home for `side`; see [`HomeState`] for the rules. Reads only.
+    ///
+    /// # Errors
+    /// [`PkiError::Incomplete`] for a partial home, naming what is missing and what to do.
+    pub fn check(&self, side: Side) -> Result<HomeState> {
+        let incomplete = |problem: String| PkiError::Incomplete {
+            dir: self.dir.clone(),
+            problem,
+        };
+        if !self.lab_files().iter().any(|p| p.exists()) {
+            return Ok(HomeState::Empty);
+        }
+        let (ca, ca_key) = (self.ca_cert(), self.ca_key());
+        if ca_key.exists() && !ca.exists() {
+            return Err(incomplete(format!(
+                "the CA key {} is here but the CA certificate {} is missing: restore ca.pem from \
+                 the CA backup (see the README's \"Backing up the CA\"); a new CA would cut off \
+                 every agent of the lab",
+                ca_key.display(),
+                ca.display()
+            )));
+        }
+        for pair_side in [Side::Agent, Side::Controller] {
+            let (cert, key) = self.pair(pair_side);
+            match (cert.exists(), key.exists()) {
+                (true, false) => {
+                    return Err(incomplete(format!(
+                        "{} is here but its private key {} is missing: restore the key, or \
+                         install a new certificate and key for this machine",
+                        cert.display(),
+                        key.display()
+                    )));
+                }
+                (false, true) => {
+                    return Err(incomplete(format!(
+                        "the private key {} is here but its certificate {} is missing: restore \
+                         the certificate, or install a new certificate and key for this machine",
+                        key.display(),
+                        cert.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if !ca.exists() {
+            return Err(incomplete(format!(
+                "the lab's CA certificate {} is missing: copy the lab's ca.pem here",
+                ca.display()
+            )));
+        }
+        let (cert, key) = self.pair(side);
+        if cert.exists() {
+            return Ok(HomeState::Ready);
+        }
+        if ca_key.exists() {
+            return Ok(HomeState::CanIssue);
+        }
+        let side = side.as_str();
+        Err(incomplete(format!(
+            "the lab's ca.pem is here but no {side} certificate and key ({}, {}): on the \
+             machine that holds the CA run `lightsout pki issue {side} NAME{} --bundle FILE`, \
+             copy FILE here and use it with --bundle FILE, or copy its certificate and key \
+             here as {} and {}",
+            cert.display(),
+            key.display(),
+            if side == "controller" {
+                " --role ROLE"
+            } else {
+                ""
+            },
+            cert.file_name().unwrap_or_default().to_string_lossy(),
+            key.file_name().unwrap_or_default().to_string_lossy(),
+        )))
     }
 }

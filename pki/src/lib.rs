@@ -3,13 +3,16 @@
 //!
 //! Every agent and controller authenticates the other with certificates issued by one lab CA
 //! (mutual TLS). On a single machine the quickstart needs no manual step: the first run of
-//! either binary creates the CA and a certificate for each side in the home directory.
+//! either binary in an empty home creates the CA and a certificate for each side there. What
+//! else a home may hold, and what is an error, is decided in one place: [`Home::check`].
 //!
 //! # Layout
-//! - [`home`]: the home directory and the well-known file names in it.
+//! - [`home`]: the home directory, the well-known file names in it, and its rules
+//!   ([`HomeState`]: empty, ready, or able to issue this side's certificate).
 //! - [`ca`]: creating the CA, issuing agent and controller certificates, the first-run setup.
 //! - [`crl`]: the index of issued certificates, revocation and the CRL.
-//! - [`load`]: reading PEM certificates and keys.
+//! - [`load`]: reading PEM certificates, keys (refused when others may read them) and
+//!   bundles; what a certificate says about itself ([`load::CertInfo`]).
 //! - [`tls`]: rustls server and client configurations (TLS 1.3, ring) and peer identities.
 
 pub mod ca;
@@ -19,7 +22,7 @@ pub mod load;
 pub mod tls;
 
 pub use ca::{Ca, CertKind, IssueOptions, Issued};
-pub use home::Home;
+pub use home::{Home, HomeState, Side};
 pub use tls::{Identity, TlsFiles};
 
 /// Everything that can go wrong with certificates, with the file concerned where there is one.
@@ -69,6 +72,45 @@ pub enum PkiError {
         /// What is wrong.
         message: String,
     },
+    /// The home directory holds part of a lab: nothing is created over it.
+    #[error("{}: incomplete lightsout home, nothing was changed: {problem}", .dir.display())]
+    Incomplete {
+        /// The home directory.
+        dir: std::path::PathBuf,
+        /// What is missing and what to do.
+        problem: String,
+    },
+    /// A private key (or bundle) is readable by group or others.
+    #[error(
+        "{}: private key readable by group or others (mode {mode:04o}): run `chmod 600 {}`",
+        .path.display(), .path.display()
+    )]
+    KeyMode {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A certificate is outside its validity period.
+    #[error("{}: certificate {name:?} {problem}", .path.display())]
+    Validity {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its common name.
+        name: String,
+        /// `expired on DATE` or `not valid before DATE`.
+        problem: String,
+    },
+    /// `pki init` over an existing CA.
+    #[error(
+        "{}: a CA (or part of a lab) is already here; `pki init` never replaces one (back it up, \
+         or use another --home)",
+        .0.display()
+    )]
+    CaExists(std::path::PathBuf),
+    /// A private key file exists and the command was not told to replace it.
+    #[error("{}: exists; pass --replace to overwrite it, or choose another file", .0.display())]
+    Exists(std::path::PathBuf),
     /// A name or address is not valid for a certificate.
     #[error("invalid certificate name {0:?}")]
     BadName(String),

@@ -80,8 +80,8 @@ struct Material {
 }
 
 fn material(files: &TlsFiles) -> Result<Material> {
-    let (chain, anchors) = if files.is_bundle() {
-        let mut certs = load::certs(&files.cert)?;
+    let (chain, anchors, key) = if files.is_bundle() {
+        let (mut certs, key) = load::bundle(&files.cert)?;
         if certs.len() < 2 {
             return Err(crate::PkiError::Pem {
                 path: files.cert.clone(),
@@ -90,9 +90,13 @@ fn material(files: &TlsFiles) -> Result<Material> {
             });
         }
         let anchors = certs.split_off(1);
-        (certs, anchors)
+        (certs, anchors, key)
     } else {
-        (load::certs(&files.cert)?, load::certs(&files.ca)?)
+        (
+            load::certs(&files.cert)?,
+            load::certs(&files.ca)?,
+            load::private_key(&files.key)?,
+        )
     };
     let mut roots = RootCertStore::empty();
     for cert in anchors {
@@ -101,7 +105,7 @@ fn material(files: &TlsFiles) -> Result<Material> {
     Ok(Material {
         roots: Arc::new(roots),
         chain,
-        key: load::private_key(&files.key)?,
+        key,
     })
 }
 

@@ -10,6 +10,8 @@ mod caps;
 mod controller_cli;
 mod faults;
 mod hostile;
+#[cfg(unix)]
+mod keys;
 mod lab;
 mod lan;
 mod lifecycle;

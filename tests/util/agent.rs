@@ -61,7 +61,13 @@ impl AgentProcess {
     }
 
     /// Like [`AgentProcess::start`] with a prepared command (e.g. `setpriv ... lightsout-agent`).
-    pub fn start_cmd(lab: &Lab, mut cmd: Command, args: &[&str]) -> Self {
+    pub fn start_cmd(lab: &Lab, cmd: Command, args: &[&str]) -> Self {
+        Self::start_in(lab.home.dir(), cmd, args)
+    }
+
+    /// Like [`AgentProcess::start_cmd`] with `home` as the agent's home directory (another
+    /// machine's, e.g. a lab machine's `/var/lib/lightsout`).
+    pub fn start_in(home: &Path, mut cmd: Command, args: &[&str]) -> Self {
         let stand_in = args
             .iter()
             .position(|a| *a == "--power-command")
@@ -72,7 +78,7 @@ impl AgentProcess {
             "test agents must run in dry-run or with a stand-in power command in a temporary directory"
         );
         let has_listen = args.contains(&"--listen");
-        cmd.env("LIGHTSOUT_HOME", lab.home.dir())
+        cmd.env("LIGHTSOUT_HOME", home)
             // The developer's own settings must not reach a test agent.
             .env_remove("LIGHTSOUT_CONFIG")
             .env_remove("LIGHTSOUT_LISTEN")

@@ -23,9 +23,25 @@ impl Lab {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path().join("home"));
-        lightsout_pki::ca::ensure_local(&home).unwrap();
+        lightsout_pki::ca::ensure_local(&home, lightsout_pki::Side::Agent).unwrap();
         let ca = Ca::load_home(&home).unwrap();
         Self { dir, home, ca }
+    }
+
+    /// A lab whose CA lives where the administrator's does: `ADMIN/.config/lightsout`, with
+    /// [`Lab::admin`] as that administrator's `HOME` (for the README's procedures, which say
+    /// `~/.config/lightsout`).
+    pub fn in_user_home() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("admin/.config/lightsout"));
+        lightsout_pki::ca::ensure_local(&home, lightsout_pki::Side::Agent).unwrap();
+        let ca = Ca::load_home(&home).unwrap();
+        Self { dir, home, ca }
+    }
+
+    /// The administrator's `HOME` for a lab made by [`Lab::in_user_home`].
+    pub fn admin(&self) -> crate::Machine {
+        crate::Machine::at(self.dir.path().join("admin"))
     }
 
     /// The agent's TLS files.

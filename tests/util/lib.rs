@@ -11,6 +11,8 @@
 //!   commands, and the waits on their logs.
 //! - [`agent`]: agents as real processes ([`AgentProcess`]) or in-process ([`InProc`]), and
 //!   what a process holds (sockets, memory).
+//! - [`readme`]: the README's administrator procedures, run as written on stand-in machines
+//!   ([`Machine`], [`procedure`]).
 //! - [`raw`]: the raw-bytes client ([`RawClient`]) and the bytes a hostile or broken peer
 //!   sends at each layer (TCP, TLS records, frames), plus the check every hostile test ends
 //!   with ([`assert_served`]). The typed client is the controller's own
@@ -21,6 +23,7 @@
 pub mod agent;
 pub mod lab;
 pub mod raw;
+pub mod readme;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +31,7 @@ use std::time::Duration;
 pub use agent::*;
 pub use lab::*;
 pub use raw::*;
+pub use readme::*;
 
 /// How long any single wait in a test may take before it counts as a hang. Generous (shared,
 /// noisy 2-core machine): a passing test never comes near it; it only turns a hang into a
