@@ -879,3 +879,44 @@ fn an_ansible_inventory_dials_ansible_ssh_host() {
         format!("127.0.0.1:{}", room.machines[0].agent.addr.port())
     );
 }
+
+#[test]
+fn inventory_learn_on_an_ansible_inventory_prints_lines_to_paste() {
+    let room = Room::new(&[("lab-01", dry(&[]))]);
+    let ini = room.lab.dir.path().join("hosts");
+    let text = format!(
+        "[teaching]\nlab-01 ansible_host=127.0.0.1 lightsout_port={} lightsout_tls_name=localhost\n",
+        room.machines[0].agent.addr.port()
+    );
+    std::fs::write(&ini, &text).unwrap();
+    let echo = room.run(&["--json", "echo", "lab-01"]).json();
+    let reported: Vec<lightsout_protocol::InterfaceMac> =
+        serde_json::from_value(echo["results"][0]["response"]["health"]["macs"].clone()).unwrap();
+    let expected = lightsout_controller::cmd::inventory::usable_macs(&reported);
+
+    let out = room
+        .lab
+        .controller_cmd()
+        .arg("--inventory")
+        .arg(&ini)
+        .args(["inventory", "learn", "@teaching"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(&ini).unwrap(),
+        text,
+        "lightsout never edits an Ansible inventory"
+    );
+    if expected.is_empty() {
+        assert_eq!(out.status.code(), Some(1), "no usable MAC here: {stdout}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let macs: Vec<String> = expected.iter().map(ToString::to_string).collect();
+    let line = format!("lab-01 lightsout_mac={}", macs.join(","));
+    assert!(
+        stdout.contains("does not edit Ansible inventories") && stdout.contains(&line),
+        "{stdout}"
+    );
+}
