@@ -28,7 +28,7 @@
 mod ini;
 mod yaml;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use lightsout_protocol::{DEFAULT_PORT, MacAddr};
@@ -205,12 +205,12 @@ impl Model {
     /// implicitly), and `ungrouped` holding exactly the hosts in no other group, as after
     /// Ansible's reconciliation.
     fn member_lists(&self) -> BTreeMap<String, Vec<Member>> {
-        let in_a_group = |host: &str| {
-            self.groups
-                .iter()
-                .filter(|(g, _)| *g != "all" && *g != "ungrouped")
-                .any(|(_, group)| group.hosts.iter().any(|h| h == host))
-        };
+        let grouped: HashSet<&str> = self
+            .groups
+            .iter()
+            .filter(|(g, _)| *g != "all" && *g != "ungrouped")
+            .flat_map(|(_, group)| group.hosts.iter().map(String::as_str))
+            .collect();
         let mut out = BTreeMap::new();
         for (name, group) in &self.groups {
             if name == "all" || name == "ungrouped" {
@@ -227,22 +227,18 @@ impl Model {
             );
             out.insert(name.clone(), members);
         }
-        let ungrouped: Vec<Member> = self
+        let mut ungrouped: Vec<Member> = self
             .hosts
             .keys()
-            .filter(|h| !in_a_group(h))
+            .filter(|h| !grouped.contains(h.as_str()))
             .cloned()
             .map(Member::Host)
             .collect();
-        let explicit_children = self
-            .groups
-            .get("ungrouped")
-            .map(|g| g.children.clone())
-            .unwrap_or_default();
-        if !ungrouped.is_empty() || !explicit_children.is_empty() {
-            let mut members = ungrouped;
-            members.extend(explicit_children.into_iter().map(Member::Group));
-            out.insert("ungrouped".to_owned(), members);
+        if let Some(group) = self.groups.get("ungrouped") {
+            ungrouped.extend(group.children.iter().cloned().map(Member::Group));
+        }
+        if !ungrouped.is_empty() {
+            out.insert("ungrouped".to_owned(), ungrouped);
         }
         out
     }
@@ -465,7 +461,8 @@ fn finish(
             message: e.to_string(),
         })?;
     let dirs = read_vars_dirs(model, base)?;
-    let depths = depths(model);
+    let parents = Parents::new(&groups);
+    let mut depths = HashMap::new();
     let all_dir = dirs.groups.get("all");
 
     let mut all_vars = model
@@ -481,19 +478,31 @@ fn finish(
 
     let mut hosts = BTreeMap::new();
     for (name, own) in &model.hosts {
-        let mut ancestors = ancestors(model, name);
-        ancestors.sort_by(|a, b| depths.get(a).cmp(&depths.get(b)).then_with(|| a.cmp(b)));
+        // Ansible's order: by depth, then by name; later groups override earlier ones.
+        let mut ancestors: Vec<(usize, &str)> = parents
+            .ancestors(name)
+            .into_iter()
+            .map(|g| (parents.depth(g, &mut depths), g))
+            .collect();
+        ancestors.sort_unstable();
+        let ancestors: Vec<&str> = ancestors.into_iter().map(|(_, g)| g).collect();
         let mut vars = model
             .groups
             .get("all")
             .map(|g| g.vars.clone())
             .unwrap_or_default();
         for g in &ancestors {
-            vars.extend(model.groups[g].vars.clone());
+            vars.extend(
+                model
+                    .groups
+                    .get(*g)
+                    .map(|g| g.vars.clone())
+                    .unwrap_or_default(),
+            );
         }
         vars.extend(all_dir.cloned().unwrap_or_default());
         for g in &ancestors {
-            vars.extend(dirs.groups.get(g).cloned().unwrap_or_default());
+            vars.extend(dirs.groups.get(*g).cloned().unwrap_or_default());
         }
         vars.extend(own.clone());
         vars.extend(dirs.hosts.get(name).cloned().unwrap_or_default());
@@ -508,64 +517,61 @@ fn finish(
     ))
 }
 
-/// Every group `host` is in, directly or through children, `all` and `ungrouped` aside.
-fn ancestors(model: &Model, host: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut queue: Vec<String> = model
-        .groups
-        .iter()
-        .filter(|(g, group)| *g != "all" && group.hosts.iter().any(|h| h == host))
-        .map(|(g, _)| g.clone())
-        .collect();
-    while let Some(g) = queue.pop() {
-        if out.contains(&g) {
-            continue;
-        }
-        queue.extend(
-            model
-                .groups
-                .iter()
-                .filter(|(p, group)| *p != "all" && group.children.contains(&g))
-                .map(|(p, _)| p.clone()),
-        );
-        out.push(g);
-    }
-    out
+/// The groups of an inventory seen upwards: each host's groups, each group's parents
+/// (`all` is implicit: the parent of every top-level group).
+#[derive(Debug)]
+struct Parents<'a> {
+    of_host: HashMap<&'a str, Vec<&'a str>>,
+    of_group: HashMap<&'a str, Vec<&'a str>>,
 }
 
-/// Ansible's group depth: `all` is 0, a group is one deeper than its deepest parent.
-fn depths(model: &Model) -> HashMap<String, usize> {
-    fn depth(model: &Model, g: &str, memo: &mut HashMap<String, usize>, guard: usize) -> usize {
-        if g == "all" {
-            return 0;
+impl<'a> Parents<'a> {
+    fn new(groups: &'a BTreeMap<String, Vec<Member>>) -> Self {
+        let mut of_host: HashMap<&str, Vec<&str>> = HashMap::new();
+        let mut of_group: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (group, members) in groups {
+            for m in members {
+                match m {
+                    Member::Host(h) => of_host.entry(h).or_default().push(group),
+                    Member::Group(g) => of_group.entry(g).or_default().push(group),
+                }
+            }
         }
-        if let Some(d) = memo.get(g) {
+        Self { of_host, of_group }
+    }
+
+    /// Every group `host` is in, directly or through children (`all` aside), as after
+    /// Ansible's reconciliation (`ungrouped` only for hosts in no other group).
+    fn ancestors(&self, host: &str) -> Vec<&'a str> {
+        let mut out: Vec<&str> = Vec::new();
+        let mut queue: Vec<&str> = self.of_host.get(host).cloned().unwrap_or_default();
+        while let Some(g) = queue.pop() {
+            if out.contains(&g) {
+                continue;
+            }
+            queue.extend(self.of_group.get(g).into_iter().flatten());
+            out.push(g);
+        }
+        out
+    }
+
+    /// Ansible's group depth: `all` is 0, a group is one deeper than its deepest parent.
+    /// Cycles are refused before this runs.
+    fn depth(&self, group: &str, memo: &mut HashMap<String, usize>) -> usize {
+        if let Some(d) = memo.get(group) {
             return *d;
         }
-        let parents: Vec<&String> = model
-            .groups
-            .iter()
-            .filter(|(p, group)| *p != "all" && group.children.iter().any(|c| c == g))
-            .map(|(p, _)| p)
-            .collect();
-        // Cycles are refused before this runs; the guard only bounds the recursion.
-        let d = if guard > model.groups.len() {
-            1
-        } else {
-            parents
-                .into_iter()
-                .map(|p| depth(model, p, memo, guard + 1) + 1)
-                .max()
-                .unwrap_or(1)
-        };
-        memo.insert(g.to_owned(), d);
+        let d = self
+            .of_group
+            .get(group)
+            .into_iter()
+            .flatten()
+            .map(|p| self.depth(p, memo) + 1)
+            .max()
+            .unwrap_or(1);
+        memo.insert(group.to_owned(), d);
         d
     }
-    let mut memo = HashMap::new();
-    for g in model.groups.keys() {
-        depth(model, g, &mut memo, 0);
-    }
-    memo
 }
 
 /// The values lightsout uses, from a host's resolved variables.
