@@ -585,7 +585,7 @@ ansible_user=admin
             inv.host("old").unwrap().address_source.as_deref(),
             Some("ansible_ssh_host in hosts line 2")
         );
-        // Ansible's play context prefers ansible_ssh_host, its connection plugins ansible_host:
+        // Ansible's ssh connection dials ansible_ssh_host, its winrm connection ansible_host:
         // when they differ, lightsout refuses instead of picking one.
         let text = "[room]\nboth ansible_ssh_host=10.0.3.2 ansible_host=10.0.3.3\n";
         let err = Inventory::from_ansible(text, Path::new("hosts"))

@@ -14,7 +14,8 @@
 //! 6. `host_vars/HOST`.
 //!
 //! Variables used: `ansible_host` or `ansible_ssh_host` (the address; when both are set and
-//! differ, Ansible's own code paths disagree on which wins, so lightsout refuses),
+//! differ, lightsout refuses: in ansible-core 2.18 the ssh and paramiko connections dial
+//! `ansible_ssh_host`, winrm and psrp `ansible_host`),
 //! `lightsout_port`, `lightsout_mac` (a list, or comma-separated), `lightsout_tls_name`.
 //! `ansible_port` and `host:port` are Ansible's SSH port: read, never dialled.
 //!
@@ -92,7 +93,7 @@ pub enum AnsibleError {
     },
     /// `ansible_host` and `ansible_ssh_host` name different machines.
     #[error(
-        "host {host:?}: ansible_host={host_value:?} ({host_from}) and ansible_ssh_host={ssh_value:?} ({ssh_from}) disagree; Ansible's own code paths differ on which one wins, so lightsout will not guess: keep one of them"
+        "host {host:?}: ansible_host={host_value:?} ({host_from}) and ansible_ssh_host={ssh_value:?} ({ssh_from}) disagree; Ansible's ssh connection would dial ansible_ssh_host and its winrm connection ansible_host, so lightsout will not guess: keep one of them"
     )]
     AddressConflict {
         /// The host.
