@@ -20,6 +20,8 @@ use super::{Model, Var, Vars, split_port};
 
 /// Most hosts one range pattern may produce.
 const MAX_RANGE_HOSTS: usize = 10_000;
+/// Most ranges in one host pattern (each is a level of recursion).
+const MAX_RANGES: usize = 8;
 
 /// What is wrong with one line of an INI inventory.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub enum LineError {
     /// A range that expands to too many hosts.
     #[error("{0:?}: more than {MAX_RANGE_HOSTS} hosts")]
     TooManyHosts(String),
+    /// A pattern with too many ranges.
+    #[error("{0:?}: more than {MAX_RANGES} ranges in one host pattern")]
+    TooManyRanges(String),
     /// A host or group name lightsout cannot use.
     #[error(transparent)]
     Name(#[from] crate::inventory::NameError),
@@ -404,6 +409,9 @@ fn literal(v: &str) -> Value {
 /// lab-02, lab-03; `[a:c]`; a step `[1:9:2]`; an empty start is 0; a zero-padded start needs
 /// an end of the same width; ranges may follow each other (`r[a:b]-[1:2]`).
 pub(super) fn expand_ranges(pattern: &str) -> Result<Vec<String>, LineError> {
+    if pattern.matches('[').count() > MAX_RANGES {
+        return Err(LineError::TooManyRanges(pattern.to_owned()));
+    }
     let Some(open) = pattern.find('[') else {
         return Ok(vec![pattern.to_owned()]);
     };
@@ -657,6 +665,18 @@ ansible_user=admin
         assert_eq!(expand_ranges("n[:2]").unwrap(), ["n0", "n1", "n2"]);
         assert_eq!(expand_ranges("n[y:B]").unwrap(), ["ny", "nz", "nA", "nB"]);
         assert_eq!(expand_ranges("n[a:e:2]").unwrap(), ["na", "nc", "ne"]);
+        assert!(
+            expand_ranges(&"[0:0]".repeat(100_000)).is_err(),
+            "bounded recursion"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, the reader answers with an inventory or an error, never a panic.
+        #[test]
+        fn any_text_is_read_or_refused(text in "[\\[\\]:#;=a-c0-2 '\"\\\\\n\u{e9}]{0,80}") {
+            let _ = Inventory::from_ansible(&text, Path::new("h"));
+        }
     }
 
     #[test]
