@@ -870,6 +870,10 @@ mod tests {
                 "Jinja",
             ),
             ("all:\n  hosts: {\n", "not valid YAML"),
+            (
+                "all:\n  hosts:\n    a:\n      ansible_host: 10.0.0.1\n      ansible_host: 10.0.0.2\n",
+                "duplicate mapping key",
+            ),
         ] {
             std::fs::write(&file, text).unwrap();
             let err = Inventory::load(&file).unwrap_err().to_string();
