@@ -168,10 +168,16 @@ pub enum InventoryError {
     },
     /// An Ansible inventory that lightsout does not read, or would not read as Ansible does.
     #[error(transparent)]
-    Ansible(#[from] ansible::AnsibleError),
+    Ansible(Box<ansible::AnsibleError>),
     /// A target expression matches nothing, or is malformed.
     #[error("{0}")]
     Target(String),
+}
+
+impl From<ansible::AnsibleError> for InventoryError {
+    fn from(e: ansible::AnsibleError) -> Self {
+        InventoryError::Ansible(Box::new(e))
+    }
 }
 
 /// Why a host or group name is not usable.

@@ -107,6 +107,24 @@ pub enum AnsibleError {
         /// Where it is set.
         ssh_from: String,
     },
+    /// Two hosts Ansible tells apart only by their SSH port would reach the same agent.
+    #[error(
+        "hosts {first:?} and {second:?} would both be dialled at {address}:{port}, but Ansible reaches them on different SSH ports ({first_ssh} and {second_ssh}): they may be different machines behind one address; give each its own lightsout_port (or address)"
+    )]
+    SharedAgent {
+        /// One host.
+        first: String,
+        /// The other.
+        second: String,
+        /// The address both dial.
+        address: String,
+        /// The agent port both dial.
+        port: u16,
+        /// The first's SSH port.
+        first_ssh: String,
+        /// The second's.
+        second_ssh: String,
+    },
     /// A variable lightsout uses holds a Jinja template.
     #[error(
         "host {host:?}: {key}={value:?} ({from}) is a Jinja template; lightsout does not evaluate templates and will not dial a guess: set the value literally (in host_vars/{host}.yml, say)"
@@ -478,6 +496,7 @@ fn finish(
     };
 
     let mut hosts = BTreeMap::new();
+    let mut ssh_ports: HashMap<String, Option<String>> = HashMap::new();
     for (name, own) in &model.hosts {
         // Ansible's order: by depth, then by name; later groups override earlier ones.
         let mut ancestors: Vec<(usize, &str)> = parents
@@ -507,8 +526,13 @@ fn finish(
         }
         vars.extend(own.clone());
         vars.extend(dirs.hosts.get(name).cloned().unwrap_or_default());
+        ssh_ports.insert(
+            name.clone(),
+            vars.get("ansible_port").map(|v| v.value.to_string()),
+        );
         hosts.insert(name.clone(), host_entry(name, &vars)?);
     }
+    check_shared_agents(&hosts, &ssh_ports, default_port)?;
     Ok(Inventory::from_parts(
         path,
         format,
@@ -573,6 +597,44 @@ impl<'a> Parents<'a> {
         memo.insert(group.to_owned(), d);
         d
     }
+}
+
+/// Two hosts that Ansible reaches on different SSH ports of one address (machines behind one
+/// NAT address, say) would both be dialled at the same agent: refused, since a power action
+/// meant for one would reach whichever machine answers there.
+fn check_shared_agents(
+    hosts: &BTreeMap<String, HostEntry>,
+    ssh_ports: &HashMap<String, Option<String>>,
+    default_port: u16,
+) -> Result<(), AnsibleError> {
+    let mut by_agent: HashMap<(&str, u16), &str> = HashMap::new();
+    for (name, entry) in hosts {
+        let agent = (entry.dial_host(), entry.port.unwrap_or(default_port));
+        match by_agent.get(&agent) {
+            Some(first) if ssh_ports.get(*first) != ssh_ports.get(name) => {
+                let ssh = |h: &str| {
+                    ssh_ports
+                        .get(h)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| "the default".to_owned())
+                };
+                return Err(AnsibleError::SharedAgent {
+                    first: (*first).to_owned(),
+                    second: name.clone(),
+                    address: agent.0.to_owned(),
+                    port: agent.1,
+                    first_ssh: ssh(first),
+                    second_ssh: ssh(name),
+                });
+            }
+            Some(_) => {}
+            None => {
+                by_agent.insert(agent, name);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The values lightsout uses, from a host's resolved variables.
@@ -905,6 +967,22 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+        // Behind one NAT address, told apart by their SSH ports: one agent cannot be both.
+        let text = "h1 ansible_host=10.0.0.9 ansible_port=2201\nh2 ansible_host=10.0.0.9 ansible_port=2202\n";
+        let err = Inventory::from_ansible(text, Path::new("hosts"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"h1\" and \"h2\"")
+                && err.contains("10.0.0.9:7474")
+                && err.contains("2201 and 2202"),
+            "{err}"
+        );
+        let text = "h1 ansible_host=10.0.0.9 ansible_port=2201 lightsout_port=7501\nh2 ansible_host=10.0.0.9 ansible_port=2202 lightsout_port=7502\nh3 ansible_host=10.0.0.9 ansible_port=2202 lightsout_port=7502\n";
+        assert!(
+            Inventory::from_ansible(text, Path::new("hosts")).is_ok(),
+            "their own agent ports; two names for one endpoint are one machine"
+        );
         let text = "[r]\na\n[r:vars]\nansible_host='10.0.0.5' # the db\n";
         let inv = Inventory::from_ansible(text, Path::new("hosts")).unwrap();
         assert_eq!(
