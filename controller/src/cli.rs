@@ -62,9 +62,14 @@ pub struct Global {
     /// Print one JSON object per line, one per host, as results arrive.
     #[arg(long, global = true, conflicts_with = "json")]
     pub jsonl: bool,
-    /// Inventory of hosts and groups: TOML, or an Ansible INI inventory [default:
-    /// HOME/inventory.toml if it exists].
-    #[arg(long, global = true, env = "LIGHTSOUT_INVENTORY", value_name = "FILE")]
+    /// Inventory of hosts and groups: TOML, or an Ansible inventory (INI, YAML, or a
+    /// directory) [default: HOME/inventory.toml if it exists].
+    #[arg(
+        long,
+        global = true,
+        env = "LIGHTSOUT_INVENTORY",
+        value_name = "FILE|DIR"
+    )]
     pub inventory: Option<PathBuf>,
 }
 

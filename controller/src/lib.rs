@@ -6,7 +6,7 @@
 //! - [`cli`]: the clap definitions of the command line.
 //! - [`cmd`]: the subcommands, one file each (`echo`, `status`, `cancel`, `power`, `wake`,
 //!   `discover`, `inventory`, `pki`).
-//! - [`inventory`]: the lab's hosts and groups (TOML or Ansible INI) and TARGET resolution.
+//! - [`inventory`]: the lab's hosts and groups (TOML, or an Ansible inventory) and TARGET resolution.
 //! - [`fanout`]: many hosts at once, with a concurrency cap and a per-host deadline.
 //! - [`result`]: the result model: [`HostResult`], its outcome and [`result::Status`].
 //! - [`print`](mod@print): where results are printed: the progress bar, results as they

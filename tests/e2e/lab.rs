@@ -879,3 +879,91 @@ fn an_ansible_inventory_dials_ansible_ssh_host() {
         format!("127.0.0.1:{}", room.machines[0].agent.addr.port())
     );
 }
+
+#[test]
+fn inventory_learn_on_an_ansible_inventory_prints_lines_to_paste() {
+    let room = Room::new(&[("lab-01", dry(&[]))]);
+    let ini = room.lab.dir.path().join("hosts");
+    let text = format!(
+        "[teaching]\nlab-01 ansible_host=127.0.0.1 lightsout_port={} lightsout_tls_name=localhost\n",
+        room.machines[0].agent.addr.port()
+    );
+    std::fs::write(&ini, &text).unwrap();
+    let echo = room.run(&["--json", "echo", "lab-01"]).json();
+    let reported: Vec<lightsout_protocol::InterfaceMac> =
+        serde_json::from_value(echo["results"][0]["response"]["health"]["macs"].clone()).unwrap();
+    let expected = lightsout_controller::cmd::inventory::usable_macs(&reported);
+
+    let out = room
+        .lab
+        .controller_cmd()
+        .arg("--inventory")
+        .arg(&ini)
+        .args(["inventory", "learn", "@teaching"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(&ini).unwrap(),
+        text,
+        "lightsout never edits an Ansible inventory"
+    );
+    if expected.is_empty() {
+        assert_eq!(out.status.code(), Some(1), "no usable MAC here: {stdout}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let macs: Vec<String> = expected.iter().map(ToString::to_string).collect();
+    let line = format!("lab-01 lightsout_mac={}", macs.join(","));
+    assert!(
+        stdout.contains("does not edit Ansible inventories") && stdout.contains(&line),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn discover_with_an_ansible_inventory_prints_entries_that_paste_back() {
+    let lab = Lab::new();
+    let port = {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        t.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let _agent = AgentProcess::start(&lab, &["--dry-run", "--discoverable", "--listen", &listen]);
+    let inventory = lab.dir.path().join("lab.yml");
+    let original = "all:\n  children:\n    lab:\n";
+    std::fs::write(&inventory, original).unwrap();
+    let out = lab
+        .controller_cmd()
+        .arg("--inventory")
+        .arg(&inventory)
+        .args([
+            "--json",
+            "--timeout",
+            "1s",
+            "discover",
+            "--broadcast",
+            "127.0.0.1",
+        ])
+        .args(["--port", &port.to_string(), "--write-inventory"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(std::fs::read_to_string(&inventory).unwrap(), original);
+    assert_eq!(doc["added"], 0, "{doc}");
+    let name = doc["agents"][0]["name"].as_str().unwrap();
+    let paste = doc["paste"].as_str().unwrap_or_else(|| panic!("{doc}"));
+    assert!(paste.contains("ansible_host: \"127.0.0.1\""), "{paste}");
+    // Pasted under a group's hosts:, the entry is the agent found.
+    let indented: String = paste.lines().map(|l| format!("        {l}\n")).collect();
+    std::fs::write(&inventory, format!("{original}      hosts:\n{indented}")).unwrap();
+    let inv = lightsout_controller::inventory::Inventory::load(&inventory).unwrap();
+    let host = inv.host(name).unwrap();
+    assert_eq!(host.address.as_deref(), Some("127.0.0.1"));
+    assert_eq!(host.port, Some(port));
+}

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod ansible_corpus;
 mod at_most_once;
 #[cfg(unix)]
 mod audit_durability;

@@ -7,15 +7,17 @@
 //! valid inventory name before it is written.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lightsout_protocol::discovery::{Announcement, PROBE_LEN, probe};
 use serde_json::json;
 use tokio::net::UdpSocket;
 
+use crate::cmd::inventory::paste_where;
+use crate::inventory::ansible::paste_snippet;
 use crate::inventory::toml_file::{NewHost, add_hosts};
-use crate::inventory::{Format, Inventory, InventoryError, check_name};
+use crate::inventory::{Inventory, InventoryError, check_name};
 use crate::print::Mode;
 use crate::render::{self, render_table, sanitize};
 use crate::text::natural_cmp;
@@ -26,12 +28,6 @@ const PROBES: u32 = 3;
 /// Why discovery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
-    /// `--write-inventory` only writes TOML.
-    #[error(
-        "--write-inventory writes TOML inventories; {} is an Ansible INI inventory",
-        .0.display()
-    )]
-    AnsibleInventory(PathBuf),
     /// The probe could not be sent or answers received.
     #[error("discovery probe to {broadcast}:{port} failed: {error}")]
     Probe {
@@ -145,7 +141,8 @@ fn known(inventory: &Inventory, a: &Announcement) -> Option<String> {
 /// Runs `discover`: probe, print, and with `write` add new agents to the inventory.
 ///
 /// # Errors
-/// Sockets, or writing the inventory (also: `write` with an Ansible inventory).
+/// Sockets, or writing the inventory. With an Ansible inventory, `write` prints the lines to
+/// paste into it instead of editing it.
 pub async fn run(
     inventory: &Inventory,
     broadcast: Ipv4Addr,
@@ -154,9 +151,7 @@ pub async fn run(
     write: bool,
     mode: Mode,
 ) -> Result<bool, DiscoverError> {
-    if write && inventory.format == Some(Format::Ansible) {
-        return Err(DiscoverError::AnsibleInventory(inventory.path.clone()));
-    }
+    let ansible = inventory.format.filter(|f| f.is_ansible());
     if mode == Mode::Table {
         eprintln!(
             "probing {broadcast}:{port} for {:.1}s ...",
@@ -190,7 +185,11 @@ pub async fn run(
                         a.fingerprint
                     )),
                 });
-                "added to the inventory".to_string()
+                if ansible.is_some() {
+                    "to paste into the inventory".to_string()
+                } else {
+                    "added to the inventory".to_string()
+                }
             }
             (None, Ok(())) => "not in inventory".to_string(),
         };
@@ -206,7 +205,23 @@ pub async fn run(
             "fingerprint": a.fingerprint, "source": f.source.to_string(), "inventory": status,
         }));
     }
-    if !new_hosts.is_empty() {
+    let paste = ansible.filter(|_| !new_hosts.is_empty()).map(|format| {
+        let hosts: Vec<(String, Vec<(&'static str, String)>)> = new_hosts
+            .iter()
+            .map(|h| {
+                let mut vars = vec![("ansible_host", h.address.clone())];
+                if let Some(port) = h.port {
+                    vars.push(("lightsout_port", port.to_string()));
+                }
+                if let Some(tls_name) = &h.tls_name {
+                    vars.push(("lightsout_tls_name", tls_name.clone()));
+                }
+                (h.name.clone(), vars)
+            })
+            .collect();
+        (format, paste_snippet(format, &hosts))
+    });
+    if ansible.is_none() && !new_hosts.is_empty() {
         add_hosts(&inventory.path, &new_hosts)?;
     }
     match mode {
@@ -224,7 +239,13 @@ pub async fn run(
                 );
                 println!("{} agent{} found", found.len(), plural(found.len()));
             }
-            if !new_hosts.is_empty() {
+            if let Some((format, text)) = &paste {
+                println!(
+                    "\nlightsout does not edit Ansible inventories; add these to {} ({}):\n{text}",
+                    display(&inventory.path),
+                    paste_where(*format)
+                );
+            } else if !new_hosts.is_empty() {
                 println!(
                     "added {} host{} to {}",
                     new_hosts.len(),
@@ -235,9 +256,11 @@ pub async fn run(
         }
         Mode::Json => println!(
             "{}",
-            render::json_text(
-                &json!({"command": "discover", "agents": objects, "added": new_hosts.len()})
-            )
+            render::json_text(&json!({
+                "command": "discover", "agents": objects,
+                "added": if paste.is_some() { 0 } else { new_hosts.len() },
+                "paste": paste.as_ref().map(|(_, text)| text),
+            }))
         ),
         Mode::Jsonl => {
             for o in objects {

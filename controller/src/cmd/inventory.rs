@@ -7,8 +7,9 @@ use serde_json::json;
 
 use crate::error::ClientError;
 use crate::fanout::{FanOut, echo_request};
+use crate::inventory::ansible::paste_snippet;
 use crate::inventory::toml_file::record_macs;
-use crate::inventory::{Format, Host, Inventory, InventoryError};
+use crate::inventory::{Host, Inventory, InventoryError};
 use crate::print::{Live, Mode};
 use crate::render::{self, render_table, sanitize};
 use crate::result::{HostOutcome, HostResult, Status};
@@ -18,12 +19,6 @@ use crate::result::{HostOutcome, HostResult, Status};
 /// Why `inventory learn` cannot record MAC addresses.
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
-    /// `learn` only edits TOML.
-    #[error(
-        "learn records MACs in TOML inventories; {} is an Ansible INI inventory (set lightsout_mac= there)",
-        .0.display()
-    )]
-    AnsibleInventory(PathBuf),
     /// There is no inventory file to record them in.
     #[error(
         "no inventory at {} to record MAC addresses in (see inventory.example.toml, or `lightsout discover --write-inventory`)",
@@ -90,6 +85,7 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
                     .join(","),
                 sanitize(h.tls_name.as_deref().unwrap_or("")),
                 groups,
+                sanitize(&address_source(h)),
             ]
         })
         .collect();
@@ -99,6 +95,7 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
             json!({
                 "name": h.name, "address": h.target.host, "port": h.target.port,
                 "target": h.target.to_string(), "macs": h.macs, "tls_name": h.tls_name,
+                "address_source": address_source(h),
                 "groups": h.name.as_deref().map(|n| inventory.groups_of(n)).unwrap_or_default(),
             })
         })
@@ -108,7 +105,15 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
             print!(
                 "{}",
                 render_table(
-                    &["NAME", "ADDRESS", "PORT", "MAC", "TLS-NAME", "GROUPS"],
+                    &[
+                        "NAME",
+                        "ADDRESS",
+                        "PORT",
+                        "MAC",
+                        "TLS-NAME",
+                        "GROUPS",
+                        "ADDRESS-FROM"
+                    ],
                     &rows,
                     &[2]
                 )
@@ -138,21 +143,22 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
     }
 }
 
-/// `inventory learn`: echo the hosts, record their MACs in the (TOML) inventory.
+/// `inventory learn`: echo the hosts, record their MACs in a TOML inventory, or print the
+/// lines to paste into an Ansible inventory (which lightsout does not edit).
 ///
 /// # Errors
-/// The inventory is not a TOML file, or cannot be written.
+/// There is no inventory, or the TOML file cannot be written.
 pub async fn learn(
     fanout: &FanOut,
     inventory: &Inventory,
     hosts: Vec<Host>,
     mode: Mode,
 ) -> Result<bool, LearnError> {
-    match inventory.format {
-        Some(Format::Toml) => {}
-        Some(Format::Ansible) => return Err(LearnError::AnsibleInventory(inventory.path.clone())),
+    let ansible = match inventory.format {
+        Some(f) if f.is_ansible() => Some(f),
+        Some(_) => None,
         None => return Err(LearnError::NoInventory(inventory.path.clone())),
-    }
+    };
     let live = Live::new("learn", mode, hosts.len());
     let (known, unknown): (Vec<Host>, Vec<Host>) =
         hosts.into_iter().partition(|h| h.name.is_some());
@@ -183,26 +189,75 @@ pub async fn learn(
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ");
-                let detail = if r.host.macs == macs {
-                    format!("already recorded: {text}")
-                } else {
-                    updates.push((name, macs.clone()));
-                    format!("recorded {text}")
+                let already = r.host.macs == macs;
+                let detail = match (already, ansible) {
+                    (true, _) => format!("already recorded: {text}"),
+                    (false, None) => format!("recorded {text}"),
+                    (false, Some(_)) => format!("to paste: {text}"),
                 };
+                let paste = ansible.filter(|_| !already).map(|f| {
+                    paste_snippet(
+                        f,
+                        &[(name.clone(), vec![("lightsout_mac", mac_list(&macs))])],
+                    )
+                });
+                if !already {
+                    updates.push((name, macs.clone()));
+                }
                 HostOutcome::Done {
                     detail,
-                    data: json!({"kind": "learn", "macs": macs}),
+                    data: json!({"kind": "learn", "macs": macs, "paste": paste}),
                 }
             };
         }
         live.done(&r);
         results.push(r);
     }
-    if !updates.is_empty() {
-        record_macs(&inventory.path, &updates)?;
+    match ansible {
+        None if !updates.is_empty() => record_macs(&inventory.path, &updates)?,
+        _ => {}
     }
     live.finish(&results);
+    if let Some(format) = ansible.filter(|_| !updates.is_empty() && mode == Mode::Table) {
+        let hosts: Vec<(String, Vec<(&'static str, String)>)> = updates
+            .iter()
+            .map(|(name, macs)| (name.clone(), vec![("lightsout_mac", mac_list(macs))]))
+            .collect();
+        println!(
+            "\nlightsout does not edit Ansible inventories; add these to {} ({}):\n{}",
+            inventory.path.display(),
+            paste_where(format),
+            paste_snippet(format, &hosts)
+        );
+    }
     Ok(results.iter().all(|r| r.status() != Status::Failed))
+}
+
+/// Where a host's address comes from: the inventory's setting, else its name, else the target
+/// as typed.
+fn address_source(h: &Host) -> String {
+    match (&h.address_source, &h.name) {
+        (Some(source), _) => source.clone(),
+        (None, Some(_)) => "the host's name".to_owned(),
+        (None, None) => "the target as typed".to_owned(),
+    }
+}
+
+/// MACs as one comma-separated value, as `lightsout_mac` takes them.
+fn mac_list(macs: &[MacAddr]) -> String {
+    macs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Where the lines of [`paste_snippet`] go.
+pub(crate) fn paste_where(format: crate::inventory::Format) -> &'static str {
+    if format == crate::inventory::Format::Ansible {
+        "the variables at the end of each host's line"
+    } else {
+        "under a group's `hosts:`, or as the contents of host_vars/NAME.yml without the first line"
+    }
 }
 
 #[cfg(test)]

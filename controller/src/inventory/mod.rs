@@ -1,5 +1,5 @@
-//! The lab inventory: named hosts and groups of them, read from a TOML file or an Ansible INI
-//! inventory, and the resolution of TARGET expressions to the hosts a command contacts.
+//! The lab inventory: named hosts and groups of them, read from a TOML file or an Ansible
+//! inventory (INI, YAML, or a directory, with `host_vars/` and `group_vars/`), and the resolution of TARGET expressions to the hosts a command contacts.
 //!
 //! A TARGET is one of:
 //! - `all`: every host of the inventory;
@@ -15,7 +15,8 @@
 //!
 //! # Layout
 //! - [`toml_file`]: the TOML format, and editing it in place (`learn`, `discover`).
-//! - [`ansible`]: Ansible's INI inventory format.
+//! - [`ansible`]: Ansible's inventories: the INI and YAML formats, inventory directories,
+//!   `host_vars/` and `group_vars/`.
 
 pub mod ansible;
 pub mod toml_file;
@@ -46,6 +47,8 @@ pub struct HostEntry {
     pub macs: Vec<MacAddr>,
     /// Name the agent's certificate must match, when not the address dialled.
     pub tls_name: Option<String>,
+    /// Where the address is set (`ansible_host in group_vars/room.yml`), when it is.
+    pub address_source: Option<String>,
 }
 
 impl HostEntry {
@@ -57,6 +60,7 @@ impl HostEntry {
             port: None,
             macs: Vec::new(),
             tls_name: None,
+            address_source: None,
         }
     }
 
@@ -82,6 +86,17 @@ pub enum Format {
     Toml,
     /// Ansible's INI inventory.
     Ansible,
+    /// Ansible's YAML inventory.
+    AnsibleYaml,
+    /// A directory of Ansible inventory files.
+    AnsibleDirectory,
+}
+
+impl Format {
+    /// One of Ansible's: lightsout reads it but does not write it.
+    pub fn is_ansible(self) -> bool {
+        self != Format::Toml
+    }
 }
 
 impl std::fmt::Display for Format {
@@ -89,6 +104,8 @@ impl std::fmt::Display for Format {
         f.write_str(match self {
             Format::Toml => "TOML",
             Format::Ansible => "Ansible INI",
+            Format::AnsibleYaml => "Ansible YAML",
+            Format::AnsibleDirectory => "Ansible inventory directory",
         })
     }
 }
@@ -104,6 +121,9 @@ pub struct Host {
     pub tls_name: Option<String>,
     /// Wake-on-LAN MAC addresses.
     pub macs: Vec<MacAddr>,
+    /// Where the inventory sets the address (`ansible_host in host_vars/lab-01.yml`); `None`
+    /// when the name is dialled, or outside an inventory.
+    pub address_source: Option<String>,
     /// Named directly on the command line, not reached through a group or `all`.
     pub explicit: bool,
 }
@@ -116,6 +136,7 @@ impl Host {
             target,
             tls_name: None,
             macs: Vec::new(),
+            address_source: None,
             explicit: true,
         }
     }
@@ -145,9 +166,18 @@ pub enum InventoryError {
         /// What is wrong, and where.
         message: String,
     },
+    /// An Ansible inventory that lightsout does not read, or would not read as Ansible does.
+    #[error(transparent)]
+    Ansible(Box<ansible::AnsibleError>),
     /// A target expression matches nothing, or is malformed.
     #[error("{0}")]
     Target(String),
+}
+
+impl From<ansible::AnsibleError> for InventoryError {
+    fn from(e: ansible::AnsibleError) -> Self {
+        InventoryError::Ansible(Box::new(e))
+    }
 }
 
 /// Why a host or group name is not usable.
@@ -257,12 +287,17 @@ impl Inventory {
         }
     }
 
-    /// Reads `path`: TOML when it ends in `.toml`, Ansible INI when in `.ini`, `.cfg` or
-    /// named `hosts`; otherwise TOML if it parses as TOML, else Ansible INI.
+    /// Reads `path`: a directory as an Ansible inventory directory; a file as TOML when it
+    /// ends in `.toml`, Ansible YAML when in `.yml`, `.yaml` or `.json`, Ansible INI when in
+    /// `.ini`, `.cfg` or named `hosts`; otherwise TOML if it parses as TOML, else Ansible INI.
+    /// An Ansible inventory file brings the `host_vars/` and `group_vars/` beside it.
     ///
     /// # Errors
     /// The file cannot be read or is invalid.
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        if path.is_dir() {
+            return ansible::load_dir(path);
+        }
         let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
             path: path.to_path_buf(),
             source,
@@ -274,6 +309,7 @@ impl Inventory {
         let named_hosts = path.file_name().is_some_and(|n| n == "hosts");
         match ext.as_deref() {
             Some("toml") => Self::from_toml(&text, path),
+            Some("yml" | "yaml" | "json") => ansible::load_file(path, &text, Format::AnsibleYaml),
             Some("ini" | "cfg") => Self::from_ansible(&text, path),
             _ if named_hosts => Self::from_ansible(&text, path),
             _ => Self::from_toml(&text, path).or_else(|toml_err| {
@@ -302,17 +338,13 @@ impl Inventory {
         Ok(inv)
     }
 
-    /// Parses an Ansible INI inventory.
+    /// Parses an Ansible INI inventory, with the `host_vars/` and `group_vars/` beside `path`.
     ///
     /// # Errors
-    /// Malformed lines, invalid names, cycles.
+    /// Malformed lines, invalid names, cycles, addresses lightsout would not dial as Ansible
+    /// does.
     pub fn from_ansible(text: &str, path: &Path) -> Result<Self, InventoryError> {
-        let inv = ansible::parse(text, path)?;
-        inv.validate().map_err(|e| InventoryError::Invalid {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(inv)
+        ansible::load_file(path, text, Format::Ansible)
     }
 
     /// An inventory built in memory (parsers, tests); call [`Inventory::validate`] after.
@@ -428,6 +460,7 @@ impl Inventory {
             },
             tls_name: entry.tls_name.clone(),
             macs: entry.macs.clone(),
+            address_source: entry.address_source.clone(),
             explicit,
         }
     }
@@ -541,11 +574,15 @@ fn strip_path(e: &InventoryError) -> String {
 }
 
 /// Host and group names: a letter or digit, then letters, digits, `.`, `_`, `-`; `all` is
-/// reserved.
+/// reserved. A host may also be named by an IPv6 address.
 ///
 /// # Errors
 /// [`NameError`]: why `name` is not one.
 pub fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    // Ansible names hosts by bare IPv6 addresses (`2001:db8::7`); they are dialled as such.
+    if what == "host" && name.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name

@@ -91,6 +91,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
         hosts.insert(
             name.clone(),
             HostEntry {
+                address_source: h.address.as_ref().map(|_| format!("hosts.{name}.address")),
                 name,
                 address: h.address,
                 port: h.port,
@@ -124,7 +125,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError
 
 /// Why an address is not an IP address or a DNS name without a port.
 #[derive(Debug, thiserror::Error)]
-enum AddressError {
+pub(super) enum AddressError {
     #[error("{0:?}: give the address alone and the port in `port`")]
     WithPort(String),
     #[error("{0:?} is neither an IP address nor a DNS name")]
@@ -132,7 +133,7 @@ enum AddressError {
 }
 
 /// An address is an IP address or a DNS name, without a port.
-fn check_address(address: &str) -> Result<(), AddressError> {
+pub(super) fn check_address(address: &str) -> Result<(), AddressError> {
     if address.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
