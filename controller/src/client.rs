@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use lightsout_pki::load::CertInfo;
 use lightsout_protocol::{FrameCodec, RequestEnvelope, Response};
 use rustls::ClientConfig;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -22,7 +22,7 @@ use crate::target::Target;
 pub struct Client {
     framed: Framed<TlsStream<TcpStream>, FrameCodec>,
     peer: SocketAddr,
-    peer_cert: Option<CertInfo>,
+    peer_cert: Option<CertificateDer<'static>>,
 }
 
 impl Client {
@@ -71,7 +71,7 @@ impl Client {
                         .1
                         .peer_certificates()
                         .and_then(<[_]>::first)
-                        .and_then(CertInfo::from_der);
+                        .map(|c| c.clone().into_owned());
                     return Ok(Self {
                         framed: Framed::new(tls, FrameCodec::new()),
                         peer: addr,
@@ -89,8 +89,9 @@ impl Client {
         self.peer
     }
 
-    /// The agent's certificate (name, fingerprint, dates), as presented in the handshake.
-    pub fn peer_cert(&self) -> Option<&CertInfo> {
+    /// The agent's certificate, as presented (and verified) in the handshake. Kept as DER
+    /// and parsed only by whoever needs it (the status board's expiry note).
+    pub fn peer_cert(&self) -> Option<&CertificateDer<'static>> {
         self.peer_cert.as_ref()
     }
 

@@ -56,23 +56,22 @@ impl FanOut {
         let tls_name = self.tls_name.as_deref().or(host.tls_name.as_deref());
         let exchange = async {
             let mut client = Client::connect(&host.target, self.tls.clone(), tls_name).await?;
-            let not_after = client.peer_cert().map(|c| c.not_after_unix);
+            let not_after = client.peer_cert().cloned();
             let response = client.call(request).await?;
             client.close(Duration::from_millis(200)).await;
             Ok((response, not_after))
         };
-        let (outcome, agent_cert_not_after) =
-            match tokio::time::timeout(self.timeout, exchange).await {
-                Ok(Ok((response, not_after))) => (HostOutcome::Response(response), not_after),
-                Ok(Err(e)) => (HostOutcome::Error(e), None),
-                Err(_) => (HostOutcome::Error(ClientError::Timeout(self.timeout)), None),
-            };
+        let (outcome, agent_cert) = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok((response, not_after))) => (HostOutcome::Response(response), not_after),
+            Ok(Err(e)) => (HostOutcome::Error(e), None),
+            Err(_) => (HostOutcome::Error(ClientError::Timeout(self.timeout)), None),
+        };
         HostResult {
             host: host.clone(),
             elapsed: started.elapsed(),
             outcome,
             wait: None,
-            agent_cert_not_after,
+            agent_cert,
         }
     }
 

@@ -72,8 +72,8 @@ pub struct HostResult {
     pub outcome: HostOutcome,
     /// `restart --wait` only.
     pub wait: Option<WaitOutcome>,
-    /// End of validity of the agent's certificate seen in the handshake, Unix seconds.
-    pub agent_cert_not_after: Option<i64>,
+    /// The agent's certificate seen in the handshake (parsed only when its expiry is shown).
+    pub agent_cert: Option<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// Below this many days left, the agent's certificate's expiry is shown (status board note,
@@ -88,14 +88,16 @@ impl HostResult {
             elapsed: Duration::ZERO,
             outcome,
             wait: None,
-            agent_cert_not_after: None,
+            agent_cert: None,
         }
     }
 
     /// Whole days left on the agent's certificate when fewer than [`CERT_WARNING_DAYS`].
     pub fn cert_expires_in_days(&self) -> Option<i64> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        self.agent_cert_not_after
+        self.agent_cert
+            .as_ref()
+            .and_then(lightsout_pki::load::not_after_unix)
             .map(|t| (t - now).div_euclid(86_400))
             .filter(|days| *days < CERT_WARNING_DAYS)
     }

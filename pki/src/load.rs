@@ -123,13 +123,27 @@ pub struct CertInfo {
     pub not_after_unix: i64,
 }
 
+/// End of a DER certificate's validity, Unix seconds; `None` if it does not parse. One parse
+/// and nothing else: for callers that look at many certificates (a fan-out's agents).
+pub fn not_after_unix(der: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 impl CertInfo {
     /// Reads a DER certificate; `None` if it does not parse.
     pub fn from_der(der: &CertificateDer<'_>) -> Option<Self> {
         let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
         let validity = parsed.validity();
+        let name = parsed
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or("?")
+            .to_owned();
         Some(Self {
-            name: crate::tls::identity(der).name,
+            name,
             fingerprint: crate::tls::fingerprint(der),
             not_before_unix: validity.not_before.timestamp(),
             not_after_unix: validity.not_after.timestamp(),
