@@ -145,8 +145,8 @@ impl Admission {
     }
 }
 
-/// Takes one from `key`'s count, forgetting the key at zero: the maps only ever hold sources
-/// and certificates with connections open.
+/// Gives the place back: the maps only ever hold sources and certificates with connections
+/// open.
 impl Drop for Admitted {
     fn drop(&mut self) {
         let mut counts = self

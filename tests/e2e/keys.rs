@@ -580,17 +580,7 @@ fn lab_machine(lab: &Lab, usb: &Path) -> (Machine, AgentProcess) {
     std::fs::create_dir_all(machine.etc()).unwrap();
     std::fs::create_dir_all(machine.var_lib()).unwrap();
     let bundle = usb.join("lab-01.pem");
-    lab.lightsout(&[
-        "pki",
-        "issue",
-        "agent",
-        "lab-01",
-        "--ip",
-        "127.0.0.1",
-        "--bundle",
-        bundle.to_str().unwrap(),
-    ])
-    .success();
+    lab.issue_agent_bundle("lab-01", &bundle);
     std::fs::copy(&bundle, machine.etc().join("agent-bundle.pem")).unwrap();
     let config = machine.etc().join("agent.toml");
     std::fs::write(

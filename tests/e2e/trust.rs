@@ -80,17 +80,7 @@ fn sighup_applies_the_crl_named_in_the_configuration_file() {
     let etc = lab.dir.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
     let bundle = etc.join("agent-bundle.pem");
-    lab.lightsout(&[
-        "pki",
-        "issue",
-        "agent",
-        "lab-01",
-        "--ip",
-        "127.0.0.1",
-        "--bundle",
-        bundle.to_str().unwrap(),
-    ])
-    .success();
+    lab.issue_agent_bundle("lab-01", &bundle);
     let config = etc.join("agent.toml");
     let base = "dry_run = true\n[tls]\nbundle = \"agent-bundle.pem\"\n";
     std::fs::write(&config, base).unwrap();

@@ -123,6 +123,22 @@ impl Lab {
         }
     }
 
+    /// Issues agent `name`'s bundle for 127.0.0.1 into `bundle` through the CLI
+    /// (`pki issue agent NAME --ip 127.0.0.1 --bundle FILE`), as the rollout does.
+    pub fn issue_agent_bundle(&self, name: &str, bundle: &Path) {
+        self.lightsout(&[
+            "pki",
+            "issue",
+            "agent",
+            name,
+            "--ip",
+            "127.0.0.1",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ])
+        .success();
+    }
+
     /// `lightsout` as the holder of `files` (`--ca --cert --key`), with this lab's home.
     pub fn controller_cmd_as(&self, files: &TlsFiles) -> Command {
         let mut cmd = self.controller_cmd();

@@ -299,7 +299,8 @@ pub(super) fn load_dir(dir: &Path) -> Result<Inventory, InventoryError> {
     finish(dir, Format::AnsibleDirectory, &model, dir)
 }
 
-fn read_dir_into(model: &mut Model, dir: &Path) -> Result<(), AnsibleError> {
+/// The entries of `dir`, sorted by name (Ansible reads a directory in that order).
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, AnsibleError> {
     let io = |source| AnsibleError::Io {
         path: dir.to_path_buf(),
         source,
@@ -310,6 +311,11 @@ fn read_dir_into(model: &mut Model, dir: &Path) -> Result<(), AnsibleError> {
         .collect::<Result<_, _>>()
         .map_err(io)?;
     entries.sort();
+    Ok(entries)
+}
+
+fn read_dir_into(model: &mut Model, dir: &Path) -> Result<(), AnsibleError> {
+    let entries = sorted_entries(dir)?;
     for path in entries {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
@@ -411,16 +417,7 @@ fn read_vars_files(base: &Path, kind: &str, name: &str) -> Result<Vars, AnsibleE
 }
 
 fn read_vars_tree(dir: &Path, base: &Path, vars: &mut Vars) -> Result<(), AnsibleError> {
-    let io = |source| AnsibleError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
-    entries.sort();
+    let entries = sorted_entries(dir)?;
     for path in entries {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
