@@ -21,8 +21,7 @@ use crate::{PkiError, Result, load};
 const CA_VALIDITY_DAYS: i64 = 10 * 365;
 /// Default validity of agent and controller certificates.
 pub const DEFAULT_VALIDITY_DAYS: u32 = 825;
-/// Prefix of the SAN URI that carries a controller's role (see the README's security model).
-pub const ROLE_URI_PREFIX: &str = "urn:lightsout:role:";
+pub use crate::der::{ROLE_URI_PREFIX, hex};
 
 /// Which side a certificate is for. The extended key usage differs, so an agent's certificate
 /// cannot be used to control other agents and a controller's cannot impersonate an agent.
@@ -242,7 +241,7 @@ impl Ca {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             serial,
-            fingerprint: crate::tls::fingerprint(cert.der()),
+            fingerprint: crate::der::fingerprint(cert.der()),
             not_after_unix: params.not_after.unix_timestamp(),
         })
     }
@@ -347,7 +346,7 @@ fn issue_local(home: &Home, ca: &Ca, side: Side) -> Result<()> {
     let (cert, key) = home.pair(side);
     write_new(&key, issued.key_pem.as_bytes(), true)?;
     write_new(&cert, issued.cert_pem.as_bytes(), false)?;
-    crate::crl::record_issued(home, &opts, &issued)?;
+    record_issued(home, &opts, &issued)?;
     tracing::info!(name = %opts.name, side = side.as_str(), "issued this machine's certificate");
     Ok(())
 }
@@ -385,11 +384,6 @@ fn local_user() -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "admin".into())
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn random_serial() -> SerialNumber {
@@ -472,6 +466,28 @@ impl Drop for InitLock {
     fn drop(&mut self) {
         let _ = fs::remove_dir(&self.0);
     }
+}
+
+/// Appends a freshly issued certificate to the home's index.
+///
+/// # Errors
+/// The index cannot be written.
+pub fn record_issued(home: &Home, opts: &IssueOptions, issued: &Issued) -> Result<()> {
+    let record = crate::index::IssuedRecord {
+        name: opts.name.clone(),
+        kind: match opts.kind {
+            CertKind::Agent => "agent".into(),
+            CertKind::Controller => "controller".into(),
+        },
+        role: opts.role.clone(),
+        ips: opts.ips.clone(),
+        dns: opts.dns.clone(),
+        serial: issued.serial.clone(),
+        fingerprint: issued.fingerprint.clone(),
+        issued_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+        not_after_unix: issued.not_after_unix,
+    };
+    crate::index::append_line(&home.issued_index(), &record)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Revocation: the index of issued certificates, the list of revoked ones, and the CRL signed
+//! Revocation: the list of revoked certificates (kept in [`crate::index`]) and the CRL signed
 //! by the CA that agents and controllers load.
 //!
 //! Both indexes are JSON Lines files in the home directory, appended to and never rewritten,
@@ -6,60 +6,23 @@
 //! from `revoked.jsonl` on every revocation and written atomically.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::Path;
 
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use rustls_pki_types::CertificateRevocationListDer;
 use rustls_pki_types::pem::PemObject;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ca::{Ca, CertKind, IssueOptions, Issued, write_file};
+pub use crate::ca::record_issued;
+use crate::ca::{Ca, write_file};
 use crate::home::Home;
+use crate::index::append_line;
+pub use crate::index::{IssuedRecord, RevokedRecord, list_issued, list_revoked};
 use crate::{PkiError, Result};
 
 /// How long a CRL says it is current. Agents honour an older CRL anyway (a stale list of
 /// revoked certificates beats none); this only informs other tools.
 const CRL_VALIDITY_DAYS: i64 = 365;
-
-/// One certificate the CA issued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssuedRecord {
-    /// Common name.
-    pub name: String,
-    /// `agent` or `controller`.
-    pub kind: String,
-    /// Role, for controllers.
-    pub role: Option<String>,
-    /// Extra IP address SANs (what `pki renew` issues again).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ips: Vec<std::net::IpAddr>,
-    /// Extra DNS SANs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dns: Vec<String>,
-    /// Serial number, lower-case hex.
-    pub serial: String,
-    /// SHA-256 fingerprint, lower-case hex.
-    pub fingerprint: String,
-    /// Issue time, Unix seconds.
-    pub issued_unix: i64,
-    /// End of validity, Unix seconds.
-    pub not_after_unix: i64,
-}
-
-/// One revoked certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevokedRecord {
-    /// Serial number, lower-case hex.
-    pub serial: String,
-    /// Common name, when known.
-    pub name: String,
-    /// SHA-256 fingerprint, when known.
-    pub fingerprint: String,
-    /// Revocation time, Unix seconds.
-    pub revoked_unix: i64,
-}
 
 /// Which certificates to revoke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,88 +67,6 @@ pub fn revoked_serials_index(home: &Home) -> Result<std::collections::HashMap<St
         .into_iter()
         .map(|r| (canonical_serial(&r.serial), r.revoked_unix))
         .collect())
-}
-
-fn append_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
-    let io = |source| PkiError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut line = serde_json::to_string(record).map_err(|e| PkiError::Index {
-        path: path.to_path_buf(),
-        line: 0,
-        message: e.to_string(),
-    })?;
-    line.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(line.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)
-}
-
-fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(PkiError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| PkiError::Index {
-                path: path.to_path_buf(),
-                line: i + 1,
-                message: e.to_string(),
-            })
-        })
-        .collect()
-}
-
-/// Appends a freshly issued certificate to the home's index.
-///
-/// # Errors
-/// The index cannot be written.
-pub fn record_issued(home: &Home, opts: &IssueOptions, issued: &Issued) -> Result<()> {
-    let record = IssuedRecord {
-        name: opts.name.clone(),
-        kind: match opts.kind {
-            CertKind::Agent => "agent".into(),
-            CertKind::Controller => "controller".into(),
-        },
-        role: opts.role.clone(),
-        ips: opts.ips.clone(),
-        dns: opts.dns.clone(),
-        serial: issued.serial.clone(),
-        fingerprint: issued.fingerprint.clone(),
-        issued_unix: OffsetDateTime::now_utc().unix_timestamp(),
-        not_after_unix: issued.not_after_unix,
-    };
-    append_line(&home.issued_index(), &record)
-}
-
-/// Every certificate the home's CA issued.
-///
-/// # Errors
-/// The index cannot be read or is corrupt.
-pub fn list_issued(home: &Home) -> Result<Vec<IssuedRecord>> {
-    read_lines(&home.issued_index())
-}
-
-/// Every certificate revoked so far.
-///
-/// # Errors
-/// The index cannot be read or is corrupt.
-pub fn list_revoked(home: &Home) -> Result<Vec<RevokedRecord>> {
-    read_lines(&home.revoked_index())
 }
 
 /// Revokes the certificates matching `selector` and rewrites the CRL. A serial or
@@ -361,7 +242,7 @@ pub fn revoked_serials(crls: &[CertificateRevocationListDer<'_>]) -> HashSet<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::ensure_local;
+    use crate::ca::{CertKind, IssueOptions, ensure_local};
 
     #[test]
     fn a_serial_in_colon_form_revokes_the_certificate_by_name() {

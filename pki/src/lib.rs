@@ -10,14 +10,19 @@
 //! - [`home`]: the home directory, the well-known file names in it, and its rules
 //!   ([`HomeState`]: empty, ready, or able to issue this side's certificate).
 //! - [`ca`]: creating the CA, issuing agent and controller certificates, the first-run setup.
-//! - [`crl`]: the index of issued certificates, revocation and the CRL.
+//! - [`crl`]: revocation and the CRL.
+//! - [`index`]: the indexes of issued and revoked certificates (JSON Lines files).
+//! - [`der`]: facts read straight from a certificate's bytes: fingerprint, hex serials, the
+//!   role URI prefix.
 //! - [`load`]: reading PEM certificates, keys (refused when others may read them) and
 //!   bundles; what a certificate says about itself ([`load::CertInfo`]).
 //! - [`tls`]: rustls server and client configurations (TLS 1.3, ring) and peer identities.
 
 pub mod ca;
 pub mod crl;
+pub mod der;
 pub mod home;
+pub mod index;
 pub mod load;
 pub mod tls;
 

@@ -144,7 +144,7 @@ impl CertInfo {
             .to_owned();
         Some(Self {
             name,
-            fingerprint: crate::tls::fingerprint(der),
+            fingerprint: crate::der::fingerprint(der),
             not_before_unix: validity.not_before.timestamp(),
             not_after_unix: validity.not_after.timestamp(),
         })

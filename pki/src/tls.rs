@@ -19,7 +19,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
-use crate::ca::ROLE_URI_PREFIX;
+use crate::der::ROLE_URI_PREFIX;
+pub use crate::der::fingerprint;
 use crate::home::Home;
 use crate::{Result, load};
 
@@ -210,7 +211,7 @@ pub fn identity(cert: &CertificateDer<'_>) -> Identity {
     let mut role = None;
     let mut serial = String::new();
     if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
-        serial = crate::ca::hex(parsed.raw_serial());
+        serial = crate::der::hex(parsed.raw_serial());
         if let Some(cn) = parsed
             .subject()
             .iter_common_name()
@@ -234,11 +235,6 @@ pub fn identity(cert: &CertificateDer<'_>) -> Identity {
         role,
         serial,
     }
-}
-
-/// SHA-256 of a certificate's DER, lower-case hex.
-pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    crate::ca::hex(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()).as_ref())
 }
 
 #[cfg(test)]

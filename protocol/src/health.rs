@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::response::PendingAction;
+use crate::power::PendingAction;
 
 /// What an administrator wants to know about a lab machine at a glance.
 ///

@@ -12,6 +12,21 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A power action accepted and not yet carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAction {
+    /// Shutdown or restart.
+    pub action: PowerAction,
+    /// Id of the request that scheduled it.
+    pub request_id: String,
+    /// Identity (certificate name) of the caller that scheduled it.
+    pub requested_by: String,
+    /// When it is due, as Unix seconds.
+    pub due_unix: u64,
+    /// The command line that carries it out.
+    pub argv: Vec<String>,
+}
+
 /// Shutdown or restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

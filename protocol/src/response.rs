@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::PROTOCOL_VERSION;
 use crate::health::Health;
+pub use crate::power::PendingAction;
 use crate::power::PowerAction;
 use crate::wake::MacAddr;
 
@@ -97,21 +98,6 @@ pub struct CancelReply {
     /// be written (it can only keep a machine on). Absent when the line was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_missing: Option<String>,
-}
-
-/// A power action accepted and not yet carried out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingAction {
-    /// Shutdown or restart.
-    pub action: PowerAction,
-    /// Id of the request that scheduled it.
-    pub request_id: String,
-    /// Identity (certificate name) of the caller that scheduled it.
-    pub requested_by: String,
-    /// When it is due, as Unix seconds.
-    pub due_unix: u64,
-    /// The command line that carries it out.
-    pub argv: Vec<String>,
 }
 
 /// A refused or failed request.
