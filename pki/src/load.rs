@@ -29,13 +29,19 @@ pub fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         .map_err(|e| pem_error(path, e))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, e))?;
+    at_least_one(path, &certs)?;
+    Ok(certs)
+}
+
+/// An error naming `path` when it held no certificate.
+fn at_least_one(path: &Path, certs: &[CertificateDer<'_>]) -> Result<()> {
     if certs.is_empty() {
         return Err(PkiError::Pem {
             path: path.to_path_buf(),
             what: "no certificate found (expected a PEM 'BEGIN CERTIFICATE' block)".into(),
         });
     }
-    Ok(certs)
+    Ok(())
 }
 
 /// The first private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
@@ -63,12 +69,7 @@ pub fn bundle(path: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDe
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, e))?;
-    if certs.is_empty() {
-        return Err(PkiError::Pem {
-            path: path.to_path_buf(),
-            what: "no certificate found (expected a PEM 'BEGIN CERTIFICATE' block)".into(),
-        });
-    }
+    at_least_one(path, &certs)?;
     let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| pem_error(path, e))?;
     Ok((certs, key))
 }
