@@ -1,17 +1,11 @@
 //! Install and operate: the systemd unit, the example configuration, completions, man pages
 //! and the Debian packages, checked from the files we ship.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use lightsout_tests::debs::repo;
 use lightsout_tests::{Lab, bin, have, skip_missing};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Writes an agent bundle into `dir` with the CLI, as an administrator would.
 fn write_bundle(lab: &Lab, path: &Path) {
@@ -189,47 +183,14 @@ fn json_log_format_is_one_object_per_line() {
 
 #[test]
 fn debian_packages_install_into_a_scratch_root_and_run() {
-    if !Command::new("cargo")
-        .args(["deb", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        skip_missing(
-            "cargo-deb",
-            ".ci/run installs it: cargo install cargo-deb --locked",
-        );
+    let Some(built) = lightsout_tests::debs::debs() else {
         return;
-    }
-    if !have("dpkg-deb", "--version") {
-        skip_missing("dpkg-deb", "Debian has it; .ci/run runs there");
-        return;
-    }
-    let out_dir = tempfile::tempdir().unwrap();
-    let build = Command::new(repo().join("packaging/build-debs"))
-        .arg(out_dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    };
     let root = tempfile::tempdir().unwrap();
-    let mut debs = Vec::new();
-    for entry in std::fs::read_dir(out_dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "deb") {
-            let x = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&path)
-                .arg(root.path())
-                .status()
-                .unwrap();
-            assert!(x.success());
-            debs.push(path);
-        }
+    let debs = [&built.agent, &built.controller];
+    for deb in debs {
+        lightsout_tests::debs::extract(deb, root.path());
     }
-    assert_eq!(debs.len(), 2, "{debs:?}");
     let r = root.path();
     for file in [
         "usr/bin/lightsout",
@@ -246,10 +207,7 @@ fn debian_packages_install_into_a_scratch_root_and_run() {
         assert!(found, "{file} missing from the packages");
     }
     // The agent's configuration is a conffile: upgrades keep the administrator's edits.
-    let agent_deb = debs
-        .iter()
-        .find(|p| p.to_string_lossy().contains("lightsout-agent"))
-        .unwrap();
+    let agent_deb = &built.agent;
     let info = Command::new("dpkg-deb")
         .args(["-f"])
         .arg(agent_deb)

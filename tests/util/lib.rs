@@ -11,6 +11,8 @@
 //!   commands, and the waits on their logs.
 //! - [`agent`]: agents as real processes ([`AgentProcess`]) or in-process ([`InProc`]), and
 //!   what a process holds (sockets, memory).
+//! - [`debs`]: the Debian packages, built once (or taken from `LIGHTSOUT_DEB_DIR`) and
+//!   extracted per machine.
 //! - [`readme`]: the README's administrator procedures, run as written on stand-in machines
 //!   ([`Machine`], [`procedure`]).
 //! - [`raw`]: the raw-bytes client ([`RawClient`]) and the bytes a hostile or broken peer
@@ -21,6 +23,7 @@
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
 pub mod agent;
+pub mod debs;
 pub mod lab;
 pub mod raw;
 pub mod readme;
