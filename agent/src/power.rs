@@ -320,6 +320,7 @@ impl PowerController {
                 requested_by: requested_by.to_owned(),
                 due_unix,
                 argv: plan.argv.clone(),
+                message: params.message.clone(),
             },
             reply,
             message: params.message.clone(),
@@ -464,6 +465,7 @@ impl PowerController {
         }
         ActionRecord {
             request_id: request_id.to_owned(),
+            action: kind.power_action(),
             argv: argv.to_vec(),
             exit_code,
             error,

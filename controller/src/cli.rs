@@ -94,7 +94,7 @@ pub enum Command {
         targets: Vec<String>,
     },
     /// Power machines off (asks for confirmation for more than one host).
-    Shutdown(PowerArgs),
+    Shutdown(ShutdownArgs),
     /// Restart machines (asks for confirmation for more than one host).
     Restart(RestartArgs),
     /// Abort pending shutdowns and restarts.
@@ -160,11 +160,27 @@ pub struct PowerArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ShutdownArgs {
+    #[command(flatten)]
+    pub power: PowerArgs,
+    /// After the shutdown is accepted, wait until each host stops answering once it is due;
+    /// a host whose agent reports the shutdown failed, or where it was cancelled, fails at
+    /// once.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long each host may keep answering after its shutdown is due before it counts as
+    /// failed ("still up").
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration::parse_timeout, requires = "wait")]
+    pub wait_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
 pub struct RestartArgs {
     #[command(flatten)]
     pub power: PowerArgs,
     /// After the restart is accepted, wait until each host answers again with a new boot
-    /// identity, and report how long it took.
+    /// identity, and report how long it took; a host whose agent reports the restart failed,
+    /// or where it was cancelled, fails at once.
     #[arg(long)]
     pub wait: bool,
     /// How long to wait for each host to come back, counted from when the restart is due.

@@ -19,6 +19,10 @@
 //! - `error`: [`ClientError`], the distinct ways reaching an agent can fail.
 //! - `target`: parsing `host`, `host:port`, `[v6]:port` into a [`Target`].
 //! - `duration`: parsing `90`, `90s`, `5m`, `1h30m`.
+//! - `board`: the status board's NOTE for a host (pending action, last failure, host name)
+//!   and the same facts for `--json`.
+//! - `wait`: `--wait` after a shutdown or restart: polling each host until the action
+//!   happened, failed, or was cancelled.
 //! - `render`: results as text (the table, the status board, `--json`, `--jsonl`);
 //!   sanitises agent text.
 //! - `text`: string helpers: natural order of names, "did you mean" suggestions.
@@ -27,6 +31,7 @@
 //! settings (inventory loaded, targets resolved, TLS configuration loaded) before any work,
 //! and the only `anyhow` errors.
 
+pub(crate) mod board;
 pub mod cli;
 pub(crate) mod client;
 pub mod cmd;
@@ -40,6 +45,7 @@ pub(crate) mod render;
 pub mod result;
 pub(crate) mod target;
 pub(crate) mod text;
+pub(crate) mod wait;
 
 pub use client::Client;
 pub use error::ClientError;

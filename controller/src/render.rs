@@ -10,8 +10,9 @@ use lightsout_protocol::response::CancelReply;
 use lightsout_protocol::{Health, Outcome, PowerReply, Reply, WakeReply};
 use serde_json::{Value, json};
 
+use crate::board::Note;
 use crate::duration::human;
-use crate::result::{HostOutcome, HostResult, Status};
+use crate::result::{HostOutcome, HostResult, Status, WaitEnd, WaitOutcome};
 use crate::text::natural_cmp;
 
 pub use lightsout_protocol::text::sanitize;
@@ -139,17 +140,25 @@ pub fn detail(result: &HostResult) -> String {
         },
     };
     match &result.wait {
-        Some(w) if w.back => format!(
-            "{main}; back after {} ({})",
-            seconds(w.after),
-            sanitize(&w.detail)
-        ),
-        Some(w) => format!(
-            "{main}; NOT BACK after {}: {}",
-            seconds(w.after),
-            sanitize(&w.detail)
-        ),
+        Some(w) => format!("{main}; {}", wait_detail(w)),
         None => main,
+    }
+}
+
+/// How a `--wait` ended, for the table: `back after 3.2s (new boot_id …)`,
+/// `NOT BACK after 20.0s: …`, `off after 1.1s (stopped answering …)`, `STILL UP after …`,
+/// `ACTION FAILED after …`, `CANCELLED after …`, `nothing to wait for: …`.
+fn wait_detail(w: &WaitOutcome) -> String {
+    let detail = sanitize(&w.detail);
+    let after = seconds(w.after);
+    match w.end {
+        WaitEnd::Back => format!("back after {after} ({detail})"),
+        WaitEnd::Off => format!("off after {after} ({detail})"),
+        WaitEnd::NothingToWaitFor => format!("nothing to wait for: {detail}"),
+        WaitEnd::NotBack => format!("NOT BACK after {after}: {detail}"),
+        WaitEnd::StillUp => format!("STILL UP after {after}: {detail}"),
+        WaitEnd::ActionFailed => format!("ACTION FAILED after {after}: {detail}"),
+        WaitEnd::Cancelled => format!("CANCELLED after {after}: {detail}"),
     }
 }
 
@@ -300,7 +309,8 @@ pub fn json_text(value: &Value) -> String {
 }
 
 /// One host's JSON object: `target`, `host`, `status`, `ok`, `elapsed_ms`, and `response`,
-/// `error` or `reason` (skipped); `wait` after `restart --wait`.
+/// `error` or `reason` (skipped); `note` (the status board's facts) with a health snapshot;
+/// `wait` after `--wait`.
 pub fn host_json(r: &HostResult) -> Value {
     let mut obj = json!({
         "target": r.host.target.to_string(),
@@ -335,9 +345,14 @@ pub fn host_json(r: &HostResult) -> Value {
     if let Some(days) = r.cert_expires_in_days() {
         obj["cert_expires_in_days"] = json!(days);
     }
+    if let Some(Reply::Echo { health, .. }) = r.reply() {
+        obj["note"] = Note::of(&r.host.label(), health, r.cert_expires_in_days()).json();
+    }
     if let Some(w) = &r.wait {
         obj["wait"] = json!({
-            "back": w.back,
+            "ok": w.ok(),
+            "end": w.end.as_str(),
+            "back": w.end == WaitEnd::Back,
             "after_ms": (w.after.as_secs_f64() * 1000.0).round(),
             "detail": w.detail,
         });
@@ -379,16 +394,7 @@ pub fn status_board(results: &[HostResult]) -> String {
                         (Some(n), None) => n.clone(),
                         _ => "?".into(),
                     };
-                    let mut note = Vec::new();
-                    if let Some(p) = &h.pending {
-                        note.push(format!("{} pending", p.action));
-                    }
-                    if sanitize(&h.hostname) != host {
-                        note.push(format!("hostname {}", h.hostname));
-                    }
-                    if let Some(days) = r.cert_expires_in_days() {
-                        note.push(format!("certificate expires in {days} days"));
-                    }
+                    let note = Note::of(&r.host.label(), h, r.cert_expires_in_days()).text();
                     vec![
                         host,
                         "up".into(),
@@ -400,7 +406,7 @@ pub fn status_board(results: &[HostResult]) -> String {
                         sanitize(&h.agent_version),
                         yes_no(h.privileged),
                         yes_no(h.dry_run),
-                        sanitize(&note.join(", ")),
+                        sanitize(&note),
                     ]
                 }
                 _ => {

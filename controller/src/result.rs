@@ -28,15 +28,66 @@ pub enum HostOutcome {
     },
 }
 
-/// After `restart --wait`: whether the host came back with a new boot identity.
+/// How a `--wait` ended for one host (`restart --wait`, `shutdown --wait`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// Restart: the host answered again with a new boot identity.
+    Back,
+    /// Shutdown: the host stopped answering once its action was due.
+    Off,
+    /// A rehearsal: nothing runs, so there is nothing to wait for.
+    NothingToWaitFor,
+    /// The agent reported that the power command failed: it will not happen.
+    ActionFailed,
+    /// The action is no longer pending on the agent before it was due, and did not fail:
+    /// cancelled or replaced by someone.
+    Cancelled,
+    /// Restart: not back with a new boot identity within the wait timeout.
+    NotBack,
+    /// Shutdown: still answering the wait timeout after its due time.
+    StillUp,
+}
+
+impl WaitEnd {
+    /// Whether the wait ended the way the command asked for.
+    pub fn ok(self) -> bool {
+        matches!(
+            self,
+            WaitEnd::Back | WaitEnd::Off | WaitEnd::NothingToWaitFor
+        )
+    }
+
+    /// `back`, `off`, `nothing_to_wait_for`, `action_failed`, `cancelled`, `not_back`,
+    /// `still_up` (the `end` of `--json`'s `wait` object).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitEnd::Back => "back",
+            WaitEnd::Off => "off",
+            WaitEnd::NothingToWaitFor => "nothing_to_wait_for",
+            WaitEnd::ActionFailed => "action_failed",
+            WaitEnd::Cancelled => "cancelled",
+            WaitEnd::NotBack => "not_back",
+            WaitEnd::StillUp => "still_up",
+        }
+    }
+}
+
+/// After `restart --wait` or `shutdown --wait`: how the wait ended.
 #[derive(Debug, Clone)]
 pub struct WaitOutcome {
-    /// It answered again with a new boot identity.
-    pub back: bool,
-    /// From the restart being accepted to the host answering again (or giving up).
+    /// How it ended.
+    pub end: WaitEnd,
+    /// From the action being accepted to the end of the wait.
     pub after: Duration,
-    /// The new boot identity, or why it is not known.
+    /// The new boot identity, the agent's error, or why the wait gave up.
     pub detail: String,
+}
+
+impl WaitOutcome {
+    /// Whether the wait ended the way the command asked for.
+    pub fn ok(&self) -> bool {
+        self.end.ok()
+    }
 }
 
 /// The three ways a host can end up.
@@ -70,7 +121,7 @@ pub struct HostResult {
     pub elapsed: Duration,
     /// What happened.
     pub outcome: HostOutcome,
-    /// `restart --wait` only.
+    /// `restart --wait` and `shutdown --wait` only.
     pub wait: Option<WaitOutcome>,
     /// The agent's certificate seen in the handshake (parsed only when its expiry is shown).
     pub agent_cert: Option<rustls_pki_types::CertificateDer<'static>>,
@@ -113,7 +164,7 @@ impl HostResult {
             | HostOutcome::Done { .. } => true,
             HostOutcome::Response(_) | HostOutcome::Error(_) => false,
         };
-        if answered_ok && self.wait.as_ref().is_none_or(|w| w.back) {
+        if answered_ok && self.wait.as_ref().is_none_or(WaitOutcome::ok) {
             Status::Ok
         } else {
             Status::Failed

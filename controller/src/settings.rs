@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use lightsout_controller::FanOut;
 use lightsout_controller::cli::{
-    Cli, Command, Global, InventoryCommand, PkiCommand, PowerArgs, RestartArgs, WakeArgs,
+    Cli, Command, Global, InventoryCommand, PkiCommand, PowerArgs, RestartArgs, ShutdownArgs,
+    WakeArgs,
 };
 use lightsout_controller::cmd::power::PowerJob;
 use lightsout_controller::cmd::wake::Destination;
@@ -134,9 +135,14 @@ impl Settings {
                     dry_run,
                 }
             }
-            Command::Shutdown(args) => {
-                let job = power_job(&args, PowerAction::Shutdown)?;
-                let hosts = resolve(&inventory(global)?, &args.targets)?;
+            Command::Shutdown(ShutdownArgs {
+                power,
+                wait,
+                wait_timeout,
+            }) => {
+                let mut job = power_job(&power, PowerAction::Shutdown)?;
+                job.wait = wait.then_some(wait_timeout);
+                let hosts = resolve(&inventory(global)?, &power.targets)?;
                 Work::Power {
                     fanout: fanout(global)?,
                     hosts,

@@ -1,5 +1,6 @@
-//! String helpers for names: the order people expect (`lab-2` before `lab-10`) and
-//! "did you mean" suggestions for a mistyped name.
+//! String helpers for names: the order people expect (`lab-2` before `lab-10`), "did you
+//! mean" suggestions for a mistyped name, host names compared without their domain, and
+//! agent text shortened to one line.
 
 use std::cmp::Ordering;
 
@@ -46,6 +47,38 @@ pub(crate) fn suggest<'a>(
         .unwrap_or_default()
 }
 
+/// Whether two host names name the same machine as people write them: case-insensitive, and
+/// without the domain (`lab-01.example.edu` is `lab-01`). An agent reports its own host name
+/// (often fully qualified) while the inventory uses short names. Addresses are compared whole:
+/// `10.0.0.1` is not `10.0.0.2`.
+pub fn same_host_name(a: &str, b: &str) -> bool {
+    fn short(name: &str) -> &str {
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            name
+        } else {
+            name.split('.').next().unwrap_or(name)
+        }
+    }
+    short(a).eq_ignore_ascii_case(short(b))
+}
+
+/// `text` on one line (lines joined by a space), at most `max` characters, `…` when cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.chars().count() <= max {
+        line
+    } else {
+        let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +102,22 @@ mod tests {
             " (did you mean \"@room-a\"?)"
         );
         assert_eq!(suggest("gateway", known.into_iter(), ""), "");
+    }
+
+    #[test]
+    fn host_names_compare_without_domain_and_case() {
+        assert!(same_host_name("lab-01.example.edu", "lab-01"));
+        assert!(same_host_name("LAB-01", "lab-01.Example.EDU"));
+        assert!(same_host_name("lab-01", "lab-01"));
+        assert!(!same_host_name("lab-01.example.edu", "lab-02"));
+        assert!(!same_host_name("10.0.0.1", "10.0.0.2"), "addresses whole");
+        assert!(!same_host_name("10.0.0.1", "10"));
+    }
+
+    #[test]
+    fn shortened_to_one_line() {
+        assert_eq!(shorten("a\n  b\n", 10), "a b");
+        assert_eq!(shorten("abcdefghijkl", 5), "abcd…");
+        assert_eq!(shorten("", 5), "");
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::power::PendingAction;
+use crate::power::{PendingAction, PowerAction};
 
 /// What an administrator wants to know about a lab machine at a glance.
 ///
@@ -48,6 +48,11 @@ pub struct Health {
     /// How the last executed power command ended.
     #[serde(default)]
     pub last_action: Option<ActionRecord>,
+    /// When this agent process started, Unix seconds. A controller waiting on an action
+    /// tells "the agent restarted and lost track of it" from "someone cancelled it" by it.
+    /// Optional on the wire (agents before it omit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_started_unix: Option<u64>,
     /// MAC addresses of the machine's network interfaces (loopback and all-zero addresses
     /// left out), for Wake-on-LAN. Empty when the platform does not tell.
     #[serde(default)]
@@ -71,6 +76,11 @@ pub struct InterfaceMac {
 pub struct ActionRecord {
     /// Id of the request that caused it.
     pub request_id: String,
+    /// The action the command carried out (shutdown or restart), so the status board can
+    /// say "last shutdown FAILED" without guessing from an OS-specific argv. Optional on
+    /// the wire (agents before it omit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<PowerAction>,
     /// The command line run.
     pub argv: Vec<String>,
     /// Exit status, when the command ran to completion.

@@ -25,6 +25,10 @@ pub struct PendingAction {
     pub due_unix: u64,
     /// The command line that carries it out.
     pub argv: Vec<String>,
+    /// The message shown to logged-in users, if the request gave one: the status board
+    /// shows it beside who asked. Optional on the wire (agents before it omit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Shutdown or restart.

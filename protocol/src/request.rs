@@ -184,6 +184,15 @@ impl RequestKind {
         }
     }
 
+    /// The power action of a shutdown or restart; `None` for the other kinds.
+    pub fn power_action(self) -> Option<PowerAction> {
+        match self {
+            RequestKind::Shutdown => Some(PowerAction::Shutdown),
+            RequestKind::Restart => Some(PowerAction::Restart),
+            RequestKind::Echo | RequestKind::Cancel | RequestKind::Wake => None,
+        }
+    }
+
     /// Whether the request can take the machine down (and so is executed at most once and
     /// rehearsed by an agent in dry-run mode). Wake runs no command on this machine.
     pub fn takes_machine_down(self) -> bool {

@@ -38,6 +38,8 @@ pub struct HealthProbe {
     cpu_count: usize,
     boot_time_unix: u64,
     boot_id: Option<String>,
+    /// When this process started (read with the other static facts, at start).
+    started_unix: u64,
 }
 
 /// The facts that change, as read at `at`.
@@ -72,6 +74,7 @@ impl HealthProbe {
             cpu_count: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             boot_time_unix: System::boot_time().unwrap_or(0),
             boot_id: crate::last_action::boot_id(config),
+            started_unix: now_unix(),
         }
     }
 
@@ -147,6 +150,7 @@ impl HealthProbe {
             dry_run: config.dry_run,
             pending,
             last_action,
+            agent_started_unix: Some(self.started_unix),
             macs: r.macs,
         }
     }

@@ -17,17 +17,16 @@
 //!    `--wait` each batch must be back before the next starts, and if any host of a batch does
 //!    not come back the rest are not started (skipped) — a rolling restart stops at the
 //!    first sign of trouble.
-//! 6. **Wait** (`restart --wait`): each accepted host is polled until it answers with a new
-//!    boot identity (`boot_id`, else boot time), within `--wait-timeout` after it was due.
+//! 6. **Wait** (`--wait`, in [`crate::wait`]): each accepted host is polled until its action
+//!    visibly happened — a restarted host answers with a new boot identity, a shut-down one
+//!    stops answering — within `--wait-timeout` after it was due, or visibly did not: the
+//!    agent reports the command failed, or it was cancelled or replaced.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lightsout_protocol::{Health, PowerAction, PowerParams, Reply, Request, RequestEnvelope};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use lightsout_protocol::{PowerAction, PowerParams, Reply, Request, RequestEnvelope};
 
 use crate::duration::human;
 use crate::fanout::{FanOut, echo_request, new_request_id};
@@ -35,10 +34,8 @@ use crate::inventory::Host;
 use crate::local::LocalMachine;
 use crate::print::{Live, Mode};
 use crate::render::sanitize;
-use crate::result::{HostOutcome, HostResult, Status, WaitOutcome};
-
-/// How often a restarting host is asked whether it is back.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+use crate::result::{HostOutcome, HostResult, Status};
+use crate::wait::{Before, Befores, wait_for_all};
 
 /// Why a shutdown or restart was refused before anything was sent (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +99,8 @@ pub struct PowerJob {
     pub stagger: Duration,
     /// Allow this machine when named explicitly.
     pub include_self: bool,
-    /// `restart --wait`: how long each host may take to come back after it was due.
+    /// `--wait`: how long after its due time each host may take to come back (restart) or
+    /// to stop answering (shutdown).
     pub wait: Option<Duration>,
 }
 
@@ -114,41 +112,6 @@ impl PowerJob {
         }
     }
 }
-
-/// A machine's boot identity, to tell that a restart really happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BootIdentity {
-    boot_id: Option<String>,
-    boot_time_unix: u64,
-}
-
-impl BootIdentity {
-    fn of(h: &Health) -> Self {
-        Self {
-            boot_id: h.boot_id.clone(),
-            boot_time_unix: h.boot_time_unix,
-        }
-    }
-
-    /// A new boot: another boot_id, or (without one) a boot time that moved by more than
-    /// the jitter of computing it from the uptime.
-    fn is_new_since(&self, before: &BootIdentity) -> bool {
-        match (&before.boot_id, &self.boot_id) {
-            (Some(a), Some(b)) => a != b,
-            _ => self.boot_time_unix.abs_diff(before.boot_time_unix) > 2,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match &self.boot_id {
-            Some(id) => format!("new boot_id {}", id.chars().take(36).collect::<String>()),
-            None => format!("booted at unix time {}", self.boot_time_unix),
-        }
-    }
-}
-
-/// Boot identities before the action, by target.
-type Identities = HashMap<String, BootIdentity>;
 
 /// Runs the workflow against `hosts`, the six steps of the module docs in order; returns
 /// whether every host that was not skipped succeeded.
@@ -261,8 +224,8 @@ async fn preflight(
     job: &PowerJob,
     order: &HashMap<String, usize>,
     finished: &mut Vec<HostResult>,
-) -> (Vec<Host>, Identities) {
-    let mut identities = Identities::new();
+) -> (Vec<Host>, Befores) {
+    let mut identities = Befores::new();
     if !job.skip_busy && job.wait.is_none() {
         return (candidates, identities);
     }
@@ -276,7 +239,7 @@ async fn preflight(
                 if let Some(reason) = job.skip_busy.then(|| busy(health)).flatten() {
                     finished.push(HostResult::new(r.host, HostOutcome::Skipped(reason)));
                 } else {
-                    identities.insert(r.host.target.to_string(), BootIdentity::of(health));
+                    identities.insert(r.host.target.to_string(), Before::of(health));
                     to_send.push(r.host);
                 }
             }
@@ -326,7 +289,7 @@ async fn send_in_batches(
     fanout: &FanOut,
     to_send: Vec<Host>,
     job: &PowerJob,
-    identities: &Identities,
+    identities: &Befores,
     live: &Live,
 ) -> Vec<HostResult> {
     let request = match job.action {
@@ -367,11 +330,11 @@ async fn send_in_batches(
                 let results = wait_for_all(fanout, accepted, identities, limit, live).await;
                 if results
                     .iter()
-                    .any(|r| r.wait.as_ref().is_some_and(|w| !w.back))
+                    .any(|r| r.wait.as_ref().is_some_and(|w| !w.ok()))
                 {
                     stop_reason = Some(format!(
-                        "not started: a host of batch {}/{count} did not come back",
-                        i + 1
+                        "not started: {}",
+                        crate::wait::batch_stop_reason(job.action, i + 1, count)
                     ));
                 }
                 results
@@ -413,10 +376,7 @@ fn describe_job(plan: &PowerJob, to_send: &[Host], skipped: &[HostResult]) -> St
         ));
     }
     if let Some(limit) = plan.wait {
-        out.push_str(&format!(
-            ", then wait up to {} for each to come back",
-            human(limit.as_secs())
-        ));
+        out.push_str(&crate::wait::describe(plan.action, limit));
     }
     out.push_str(":\n");
     for h in to_send {
@@ -434,135 +394,4 @@ fn describe_job(plan: &PowerJob, to_send: &[Host], skipped: &[HostResult]) -> St
         ));
     }
     out
-}
-
-/// 6. Wait (`restart --wait`): for each accepted restart, waits until the host is back with a new boot identity.
-async fn wait_for_all(
-    fanout: &FanOut,
-    accepted: Vec<HostResult>,
-    identities: &Identities,
-    limit: Duration,
-    live: &Live,
-) -> Vec<HostResult> {
-    let slots = Arc::new(Semaphore::new(fanout.parallel.max(1)));
-    let mut set = JoinSet::new();
-    let mut out = Vec::new();
-    for result in accepted {
-        let delay = match result.reply() {
-            Some(Reply::Restart(p)) => Duration::from_secs(p.delay_secs),
-            _ => {
-                // Refused or unreachable: nothing to wait for.
-                live.done(&result);
-                out.push(result);
-                continue;
-            }
-        };
-        let before = identities.get(&result.host.target.to_string()).cloned();
-        let fanout = fanout.clone();
-        let slots = slots.clone();
-        set.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            wait_back(&fanout, result, before, delay, limit).await
-        });
-    }
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(r) => {
-                live.done(&r);
-                out.push(r);
-            }
-            Err(e) => tracing::error!(error = %e, "a wait task panicked"),
-        }
-    }
-    out
-}
-
-async fn wait_back(
-    fanout: &FanOut,
-    mut result: HostResult,
-    before: Option<BootIdentity>,
-    delay: Duration,
-    limit: Duration,
-) -> HostResult {
-    let accepted = Instant::now();
-    let deadline = accepted + delay + limit;
-    let mut last = "no answer yet".to_string();
-    let Some(before) = before else {
-        result.wait = Some(WaitOutcome {
-            back: false,
-            after: Duration::ZERO,
-            detail: "its boot identity before the restart is unknown".into(),
-        });
-        return result;
-    };
-    // Nothing can have happened before the restart is due.
-    tokio::time::sleep(delay).await;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
-        let probe = fanout.one(&result.host, &echo_request("wait")).await;
-        match probe.reply() {
-            Some(Reply::Echo { health, .. }) => {
-                let now_id = BootIdentity::of(health);
-                if now_id.is_new_since(&before) {
-                    result.wait = Some(WaitOutcome {
-                        back: true,
-                        after: accepted.elapsed(),
-                        detail: now_id.describe(),
-                    });
-                    return result;
-                }
-                last = "answering, but still the same boot".into();
-            }
-            _ => last = format!("down ({})", crate::render::detail(&probe)),
-        }
-    }
-    result.wait = Some(WaitOutcome {
-        back: false,
-        after: accepted.elapsed(),
-        detail: format!(
-            "did not come back within {} ({last})",
-            human(limit.as_secs().max(1))
-        ),
-    });
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn boot_identity_changes() {
-        let a = BootIdentity {
-            boot_id: Some("one".into()),
-            boot_time_unix: 1000,
-        };
-        let b = BootIdentity {
-            boot_id: Some("two".into()),
-            boot_time_unix: 1000,
-        };
-        assert!(b.is_new_since(&a));
-        assert!(!a.is_new_since(&a));
-        let old = BootIdentity {
-            boot_id: None,
-            boot_time_unix: 1000,
-        };
-        let jitter = BootIdentity {
-            boot_id: None,
-            boot_time_unix: 1001,
-        };
-        let rebooted = BootIdentity {
-            boot_id: None,
-            boot_time_unix: 1300,
-        };
-        assert!(
-            !jitter.is_new_since(&old),
-            "a second of jitter is not a reboot"
-        );
-        assert!(rebooted.is_new_since(&old));
-    }
 }
