@@ -21,7 +21,7 @@ use crate::text::{same_host_name, shorten};
 const MESSAGE_CHARS: usize = 60;
 
 /// Longest an agent's error is shown on the board (the full one is in `--json`).
-const ERROR_CHARS: usize = 80;
+const ERROR_CHARS: usize = 100;
 
 /// The agent's clock when it took the snapshot: its boot time plus its uptime (the agent
 /// computes the uptime from the boot time), so due times compare without clock skew. Without
@@ -193,13 +193,27 @@ mod tests {
         ));
         assert_eq!(
             Note::of("lab-01", &h, None).text(),
-            "last shutdown FAILED 2m10s ago: shutdown failed (exit status: 1): Failed to connect to bus: No such file or dir…"
+            "last shutdown FAILED 2m10s ago: shutdown failed (exit status: 1): Failed to connect to bus: No such file or directory"
         );
         h.pending = Some(pending(Some("The lab closes")));
         let text = Note::of("lab-01", &h, Some(12)).text();
         assert_eq!(
             text,
-            "shutdown in 4m10s by alice@laptop: The lab closes; last shutdown FAILED 2m10s ago: shutdown failed (exit status: 1): Failed to connect to bus: No such file or dir…; certificate expires in 12 days"
+            "shutdown in 4m10s by alice@laptop: The lab closes; last shutdown FAILED 2m10s ago: shutdown failed (exit status: 1): Failed to connect to bus: No such file or directory; certificate expires in 12 days"
+        );
+        // A long error is cut on the board (whole in --json).
+        let long = "x".repeat(300);
+        h.pending = None;
+        h.last_action = Some(failure(Some(PowerAction::Restart), &long));
+        let text = Note::of("lab-01", &h, None).text();
+        assert!(
+            text.starts_with("last restart FAILED 2m10s ago: xxx"),
+            "{text}"
+        );
+        assert!(text.ends_with('…') && text.chars().count() < 150, "{text}");
+        assert_eq!(
+            Note::of("lab-01", &h, None).json()["last_failure"]["error"],
+            long
         );
         // An agent that does not say which action it was.
         h.pending = None;

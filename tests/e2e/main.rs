@@ -24,6 +24,10 @@ mod power_exec;
 mod privilege;
 mod resources;
 mod smoke;
+#[cfg(unix)]
+mod status_board;
 mod trust;
+#[cfg(unix)]
+mod waits;
 mod wire_frames;
 mod wire_tls;
