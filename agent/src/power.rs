@@ -307,7 +307,7 @@ impl PowerController {
                         pending.info.requested_by,
                         pending.info.due_unix.saturating_sub(now_unix()),
                     ),
-                    pending: Some(pending.info.clone()),
+                    pending: Some(Box::new(pending.info.clone())),
                 });
             }
         }

@@ -107,9 +107,10 @@ pub struct ErrorBody {
     pub kind: ErrorKind,
     /// Human-readable explanation.
     pub message: String,
-    /// For `busy`: the action already pending.
+    /// For `busy`: the action already pending. Boxed: error bodies travel in `Result`s
+    /// through the agent, and most have none (the same JSON either way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingAction>,
+    pub pending: Option<Box<PendingAction>>,
 }
 
 /// Stable machine-readable error kinds. Scripts match on these; never rename one.

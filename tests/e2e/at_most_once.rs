@@ -171,6 +171,7 @@ async fn a_second_action_while_one_is_pending_is_busy_with_the_pending_details()
     assert_eq!(pending.request_id, "first");
     assert_eq!(pending.action, PowerAction::Shutdown);
     assert_eq!(pending.argv, ["shutdown", "-h", "+2", "lab closes"]);
+    assert_eq!(pending.message.as_deref(), Some("lab closes"));
     assert!(
         pending.requested_by.contains('@'),
         "{}",
@@ -181,7 +182,7 @@ async fn a_second_action_while_one_is_pending_is_busy_with_the_pending_details()
     // The health snapshot shows the same pending action.
     match reply_of(&c.call(&RequestEnvelope::echo(new_id(), "status")).await) {
         Reply::Echo { health, .. } => {
-            assert_eq!(health.pending.as_ref(), Some(pending));
+            assert_eq!(health.pending.as_ref(), Some(&**pending));
         }
         other => panic!("{other:?}"),
     }
