@@ -16,10 +16,16 @@ use serde_json::Value;
 /// A live agent whose power command is `body` (a shell script in the lab's temporary
 /// directory). The script's arguments are logged to `power.log` first.
 fn agent_running(lab: &Lab, body: &str) -> (AgentProcess, std::path::PathBuf) {
-    let log = lab.dir.path().join("power.log");
+    agent_named(lab, "power", body)
+}
+
+/// [`agent_running`] with its own script and log, `NAME-stand-in` and `NAME.log`, for
+/// several agents in one lab.
+fn agent_named(lab: &Lab, name: &str, body: &str) -> (AgentProcess, std::path::PathBuf) {
+    let log = lab.dir.path().join(format!("{name}.log"));
     let script = script(
         lab,
-        "power-stand-in",
+        &format!("{name}-stand-in"),
         &format!("printf '%s\\n' \"$*\" >> '{}'\n{body}", log.display()),
     );
     let agent = AgentProcess::start(lab, &["--power-command", script.to_str().unwrap()]);
@@ -75,8 +81,8 @@ fn shutdown_wait_sees_the_host_go_off_after_its_due_time() {
 
     // The table says it too.
     let lab = Lab::new();
-    let (_agent, _log) = agent_running(&lab, POWER_OFF);
-    let run = lab.lightsout(&["shutdown", &_agent.target(), "--wait"]);
+    let (second, _log) = agent_running(&lab, POWER_OFF);
+    let run = lab.lightsout(&["shutdown", &second.target(), "--wait"]);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains("; off after "), "{run:?}");
     assert!(run.stdout.contains("1 ok, 0 failed"), "{run:?}");
@@ -86,8 +92,8 @@ fn shutdown_wait_sees_the_host_go_off_after_its_due_time() {
 fn a_failure_after_the_reply_is_reported_at_once_not_after_the_timeout() {
     for action in ["shutdown", "restart"] {
         let lab = Lab::new();
-        let (_agent, log) = agent_running(&lab, BUS_DOWN);
-        let target = _agent.target();
+        let (agent, log) = agent_running(&lab, BUS_DOWN);
+        let target = agent.target();
         // Due in 5 minutes, and a 10-minute timeout: only the agent's report ends this early.
         let run = lab.lightsout(&[
             "--json",
@@ -120,8 +126,8 @@ fn a_failure_after_the_reply_is_reported_at_once_not_after_the_timeout() {
 
     // In the table: the row fails, with the agent's error.
     let lab = Lab::new();
-    let (_agent, _log) = agent_running(&lab, BUS_DOWN);
-    let run = lab.lightsout(&["restart", &_agent.target(), "--wait"]);
+    let (agent, _log) = agent_running(&lab, BUS_DOWN);
+    let run = lab.lightsout(&["restart", &agent.target(), "--wait"]);
     assert_eq!(run.code, Some(1), "{run:?}");
     let row = run.stdout.lines().nth(1).unwrap();
     assert!(row.contains("FAILED"), "{row}");
@@ -133,11 +139,11 @@ fn a_failure_after_the_reply_is_reported_at_once_not_after_the_timeout() {
 fn shutdown_wait_fails_when_the_host_is_still_up_past_its_due_time() {
     let lab = Lab::new();
     // The command "succeeds" but the machine never goes down.
-    let (_agent, log) = agent_running(&lab, "exit 0");
+    let (agent, log) = agent_running(&lab, "exit 0");
     let run = lab.lightsout(&[
         "--json",
         "shutdown",
-        &_agent.target(),
+        &agent.target(),
         "--wait",
         "--wait-timeout",
         "2s",
@@ -250,9 +256,9 @@ fn a_rehearsal_has_nothing_to_wait_for() {
     assert_eq!(host["status"], "ok");
 
     // `--dry-run` against a live agent: neither action runs, neither is waited for.
-    let (_agent, log) = agent_running(&lab, POWER_OFF);
+    let (agent, log) = agent_running(&lab, POWER_OFF);
     for action in ["shutdown", "restart"] {
-        let run = lab.lightsout(&[action, &_agent.target(), "--dry-run", "--wait"]);
+        let run = lab.lightsout(&[action, &agent.target(), "--dry-run", "--wait"]);
         assert_eq!(run.code, Some(0), "{run:?}");
         assert!(
             run.stdout
@@ -276,4 +282,34 @@ fn wait_timeout_needs_wait_and_a_duration() {
         Run::of(Command::new(lightsout_tests::bin("lightsout")).args(["shutdown", "--help"]));
     assert!(help.stdout.contains("--wait-timeout"), "{help:?}");
     assert!(help.stdout.contains("stops answering"), "{help:?}");
+}
+
+#[test]
+fn a_rolling_shutdown_stops_at_a_host_whose_shutdown_failed() {
+    let lab = Lab::new();
+    let (failing, _) = agent_named(&lab, "failing", BUS_DOWN);
+    let (off, off_log) = agent_named(&lab, "off", POWER_OFF);
+    let doc = lab.lightsout_json(
+        &[
+            "shutdown",
+            &failing.target(),
+            &off.target(),
+            "--batch",
+            "1",
+            "--wait",
+            "--yes",
+        ],
+        1,
+    );
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results[0]["wait"]["end"], "action_failed", "{doc}");
+    assert_eq!(results[1]["status"], "skipped", "{doc}");
+    assert_eq!(
+        results[1]["reason"],
+        "not started: a host of batch 1/2 did not shut down"
+    );
+    assert!(
+        lightsout_tests::log_lines(&off_log).is_empty(),
+        "never sent"
+    );
 }
