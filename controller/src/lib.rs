@@ -12,6 +12,7 @@
 //! - [`print`](mod@print): where results are printed: the progress bar, results as they
 //!   arrive and at the end.
 //! - [`local`]: recognising the machine the controller runs on.
+//! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`, `out!`).
 //!
 //! Inside the crate:
 //! - `client`: one connection to one agent ([`Client`]): connect, handshake,
@@ -38,6 +39,7 @@ pub mod local;
 pub mod print;
 pub(crate) mod render;
 pub mod result;
+pub mod stdout;
 pub(crate) mod target;
 pub(crate) mod text;
 

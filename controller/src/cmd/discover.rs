@@ -227,9 +227,9 @@ pub async fn run(
     match mode {
         Mode::Table => {
             if found.is_empty() {
-                println!("no agent answered (agents answer only with --discoverable)");
+                crate::outln!("no agent answered (agents answer only with --discoverable)");
             } else {
-                print!(
+                crate::out!(
                     "{}",
                     render_table(
                         &["NAME", "ADDRESS", "PORT", "FINGERPRINT", "INVENTORY"],
@@ -237,16 +237,16 @@ pub async fn run(
                         &[2]
                     )
                 );
-                println!("{} agent{} found", found.len(), plural(found.len()));
+                crate::outln!("{} agent{} found", found.len(), plural(found.len()));
             }
             if let Some((format, text)) = &paste {
-                println!(
+                crate::outln!(
                     "\nlightsout does not edit Ansible inventories; add these to {} ({}):\n{text}",
                     display(&inventory.path),
                     paste_where(*format)
                 );
             } else if !new_hosts.is_empty() {
-                println!(
+                crate::outln!(
                     "added {} host{} to {}",
                     new_hosts.len(),
                     plural(new_hosts.len()),
@@ -254,7 +254,7 @@ pub async fn run(
                 );
             }
         }
-        Mode::Json => println!(
+        Mode::Json => crate::outln!(
             "{}",
             render::json_text(&json!({
                 "command": "discover", "agents": objects,
@@ -264,7 +264,7 @@ pub async fn run(
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{}", render::json_text(&o));
+                crate::outln!("{}", render::json_text(&o));
             }
         }
     }
