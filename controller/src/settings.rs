@@ -256,7 +256,14 @@ fn tls_files(global: &Global) -> anyhow::Result<(TlsFiles, Option<PathBuf>)> {
                     "--bundle holds the CA, the certificate and the key: drop --ca, --cert and --key"
                 );
             }
-            TlsFiles::bundle(global.bundle.clone().unwrap_or_default())
+            let bundle = global.bundle.clone().unwrap_or_default();
+            if !bundle.exists() {
+                anyhow::bail!(
+                    "bundle {} (--bundle or LIGHTSOUT_BUNDLE): no such file; issue one on the CA machine (`lightsout pki issue controller NAME --role ROLE --bundle FILE`) and copy it here",
+                    bundle.display()
+                );
+            }
+            TlsFiles::bundle(bundle)
         }
         (Some(ca), Some(cert), Some(key)) => TlsFiles {
             ca: ca.clone(),
