@@ -4,6 +4,7 @@
 //! # Layout
 //! Public (the binary, the end-to-end tests and the benchmark use them):
 //! - [`cli`]: the clap definitions of the command line.
+//! - [`batch`]: `--batch N|P%` and `--max-fail N|P%`: batch sizes and when a rolling run stops.
 //! - [`cmd`]: the subcommands, one file each (`echo`, `status`, `cancel`, `power`, `wake`,
 //!   `discover`, `inventory`, `pki`).
 //! - [`inventory`]: the lab's hosts and groups (TOML, or an Ansible inventory) and TARGET resolution.
@@ -28,6 +29,7 @@
 //! settings (inventory loaded, targets resolved, TLS configuration loaded) before any work,
 //! and the only `anyhow` errors.
 
+pub mod batch;
 pub mod cli;
 pub(crate) mod client;
 pub mod cmd;
