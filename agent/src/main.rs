@@ -172,15 +172,8 @@ fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
 }
 
 fn init_logging(args: &Args, file: &FileSettings) {
-    let level = match (args.verbose, args.quiet) {
-        (0, 0) => "info",
-        (1, _) => "debug",
-        (v, _) if v >= 2 => "trace",
-        (_, 1) => "warn",
-        _ => "error",
-    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(args)));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
@@ -191,9 +184,28 @@ fn init_logging(args: &Args, file: &FileSettings) {
     {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
             .init(),
     }
+}
+
+/// What `-v`/`-q` show (`RUST_LOG` overrides): `-v` is lightsout's own decisions at debug
+/// and the libraries at info, `-vv` lightsout at trace, `-vvv` everything at trace (rustls'
+/// handshake internals, tokio). The libraries' chatter would bury the agent's own lines.
+fn log_directives(args: &Args) -> &'static str {
+    match (args.verbose, args.quiet) {
+        (0, 0) => "info",
+        (1, _) => "lightsout=debug,info",
+        (2, _) => "lightsout=trace,info",
+        (v, _) if v >= 3 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    }
+}
+
+/// <https://no-color.org>: `NO_COLOR` set and not empty turns colour off.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {

@@ -271,6 +271,7 @@ impl Config {
         config.testing.fake_logged_in_users = args.fake_logged_in_users;
         config.testing.fake_users_unknown = args.fake_users_unknown;
         config.testing.fake_boot_id = args.fake_boot_id.clone();
+        config.testing.fake_sysfs_net = args.fake_sysfs_net.clone();
         if args.simulate_reboot {
             if !config.dry_run {
                 return Err(ConfigError::SimulateRebootNeedsDryRun);

@@ -61,7 +61,8 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// More diagnostics on stderr: -v lightsout's own decisions (debug), -vv lightsout at
-    /// trace, -vvv the libraries' too (rustls, tokio). `RUST_LOG` overrides.
+    /// trace, -vvv the libraries' too (rustls, tokio). `RUST_LOG` overrides; `NO_COLOR` turns
+    /// colour off.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Print one JSON object per line, one per host, as results arrive.
@@ -254,6 +255,10 @@ pub struct DiscoverArgs {
     /// Add the agents found to the inventory (TOML) unless their name or address is in it.
     #[arg(long)]
     pub write_inventory: bool,
+    /// With --write-inventory: put the hosts added in this group of the inventory (created if
+    /// needed; its other members are kept).
+    #[arg(long, value_name = "NAME", requires = "write_inventory")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -82,6 +82,7 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
                 args.port,
                 window,
                 args.write_inventory,
+                args.group.as_deref(),
                 mode,
             )
             .await?
@@ -118,19 +119,32 @@ fn raise_open_files_limit(parallel: usize) {
 #[cfg(not(unix))]
 fn raise_open_files_limit(_parallel: usize) {}
 
+/// What `-v` shows (`RUST_LOG` overrides): `-v` is lightsout's own decisions at debug,
+/// `-vv` lightsout at trace, `-vvv` everything (rustls' handshakes, tokio) at trace; the
+/// libraries stay at warn below that.
+fn log_directives(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn",
+        1 => "lightsout=debug,warn",
+        2 => "lightsout=trace,warn",
+        _ => "trace",
+    }
+}
+
+/// <https://no-color.org>: `NO_COLOR` set and not empty turns colour off.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     raise_open_files_limit(cli.global.parallel);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(match cli.global.verbose {
-                    0 => "warn",
-                    1 => "debug",
-                    _ => "trace",
-                })
+                tracing_subscriber::EnvFilter::new(log_directives(cli.global.verbose))
             }),
         )
         .init();

@@ -159,6 +159,9 @@ impl Settings {
             }
             Command::Wake(args) => wake(global, args)?,
             Command::Discover(args) => {
+                if let Some(group) = &args.group {
+                    lightsout_controller::inventory::check_name("group", group)?;
+                }
                 // Discovery may create the inventory it writes to.
                 let inventory = match &global.inventory {
                     Some(path) if args.write_inventory && !path.exists() => Inventory::absent(path),

@@ -138,7 +138,8 @@ fn known(inventory: &Inventory, a: &Announcement) -> Option<String> {
         .map(|h| h.name.clone())
 }
 
-/// Runs `discover`: probe, print, and with `write` add new agents to the inventory.
+/// Runs `discover`: probe, print, and with `write` add new agents to the inventory (to
+/// `group` too, when given).
 ///
 /// # Errors
 /// Sockets, or writing the inventory. With an Ansible inventory, `write` prints the lines to
@@ -149,6 +150,7 @@ pub async fn run(
     port: u16,
     window: Duration,
     write: bool,
+    group: Option<&str>,
     mode: Mode,
 ) -> Result<bool, DiscoverError> {
     let ansible = inventory.format.filter(|f| f.is_ansible());
@@ -222,7 +224,7 @@ pub async fn run(
         (format, paste_snippet(format, &hosts))
     });
     if ansible.is_none() && !new_hosts.is_empty() {
-        add_hosts(&inventory.path, &new_hosts)?;
+        add_hosts(&inventory.path, &new_hosts, group)?;
     }
     match mode {
         Mode::Table => {
