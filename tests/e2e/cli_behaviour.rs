@@ -641,3 +641,65 @@ fn no_color_turns_the_agents_colours_off_on_a_terminal() {
     let plain = run("plain", Some("1"));
     assert!(!plain.contains("\x1b["), "NO_COLOR=1: {plain:?}");
 }
+
+#[test]
+fn discover_write_inventory_with_group_puts_the_new_hosts_in_that_group() {
+    let lab = Lab::new();
+    // The UDP discovery port is the agent's TCP port: pick one that is free for both.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let _agent = AgentProcess::start(&lab, &["--dry-run", "--discoverable", "--listen", &listen]);
+    let inventory = lab.dir.path().join("found.toml");
+    std::fs::write(
+        &inventory,
+        "[hosts.old]\naddress = \"10.0.0.9\"\n\n[groups]\nnew-room = [\"old\"]\n",
+    )
+    .unwrap();
+    let lightsout = |args: &[&str]| {
+        let mut cmd = lab.controller_cmd();
+        cmd.arg("--inventory").arg(&inventory).args(args);
+        lightsout_tests::Run::of(&mut cmd)
+    };
+    let port_text = port.to_string();
+    let discover = [
+        "--timeout",
+        "1s",
+        "discover",
+        "--broadcast",
+        "127.0.0.1",
+        "--port",
+        &port_text,
+        "--write-inventory",
+    ];
+    // A name that cannot be a group is refused before anything is probed or written.
+    let before = std::fs::read_to_string(&inventory).unwrap();
+    let run = lightsout(&[&discover[..], &["--group", "no spaces"]].concat());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("no spaces"), "{run:?}");
+    assert_eq!(std::fs::read_to_string(&inventory).unwrap(), before);
+    // --group without --write-inventory is a usage error.
+    let run = lightsout(&["discover", "--group", "x"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+
+    lightsout(&[&discover[..], &["--group", "new-room"]].concat()).success();
+    let name = lightsout_pki::ca::local_hostname();
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    assert!(
+        text.contains(&format!("new-room = [\"old\", \"{name}\"]")),
+        "the group keeps its members and gains the new host:\n{text}"
+    );
+    let listed = lightsout(&["--json", "inventory", "list", "@new-room"])
+        .success()
+        .json();
+    let names: Vec<&str> = listed["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert_eq!(names, ["old", name.as_str()], "{listed}");
+}
