@@ -12,8 +12,10 @@ use crate::lab::{Room, dry};
 /// Runs `cmd` with a stdout whose reader has already gone (`... | true` where `true` exited
 /// first): every write fails with a broken pipe. Returns the exit code and stderr.
 fn with_stdout_closed(cmd: &mut Command) -> (Option<i32>, String) {
-    let (reader, writer) = std::io::pipe().unwrap();
+    // (rustix rather than std::io::pipe, which is newer than the workspace's MSRV.)
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
     drop(reader);
+    let writer = std::fs::File::from(writer);
     let out = cmd
         .stdout(writer)
         .stderr(Stdio::piped())

@@ -74,17 +74,18 @@ mod tests {
         mac: &str,
         up: bool,
         physical: bool,
-    ) {
+    ) -> std::io::Result<()> {
         let d = root.join(name);
-        std::fs::create_dir(&d).unwrap();
-        std::fs::write(d.join("type"), format!("{kind}\n")).unwrap();
-        std::fs::write(d.join("address"), mac).unwrap();
-        std::fs::write(d.join("operstate"), if up { "up\n" } else { "down\n" }).unwrap();
+        std::fs::create_dir(&d)?;
+        std::fs::write(d.join("type"), format!("{kind}\n"))?;
+        std::fs::write(d.join("address"), mac)?;
+        std::fs::write(d.join("operstate"), if up { "up\n" } else { "down\n" })?;
         if physical {
             let hw = root.join(format!(".hw-{name}"));
-            std::fs::create_dir(&hw).unwrap();
-            std::os::unix::fs::symlink(&hw, d.join("device")).unwrap();
+            std::fs::create_dir(&hw)?;
+            std::os::unix::fs::symlink(&hw, d.join("device"))?;
         }
+        Ok(())
     }
 
     fn pairs(got: &[InterfaceMac]) -> Vec<(&str, &str)> {
@@ -107,7 +108,7 @@ mod tests {
             ),
             ("wlan0", "1", "02:11:22:33:44:55\n"),
         ] {
-            interface(dir.path(), name, kind, mac, true, true);
+            interface(dir.path(), name, kind, mac, true, true).unwrap();
         }
         assert_eq!(
             pairs(&read_from(dir.path())),
@@ -125,14 +126,14 @@ mod tests {
         let root = dir.path();
         // The ones seen on a real lab machine: ifb0/ifb1 (no device), plus a bridge and a
         // veth with innocent names, a physical NIC without a cable, and the one that wakes.
-        interface(root, "ifb0", "1", "a6:1c:00:00:00:01", true, false);
-        interface(root, "ifb1", "1", "a6:1c:00:00:00:02", true, false);
-        interface(root, "lan", "1", "02:00:00:00:00:03", true, false);
-        interface(root, "uplink", "1", "02:00:00:00:00:04", true, false);
-        interface(root, "enp3s0", "1", "52:54:00:00:00:05", false, true);
-        interface(root, "enp2s0", "1", "52:54:00:00:00:06", true, true);
+        interface(root, "ifb0", "1", "a6:1c:00:00:00:01", true, false).unwrap();
+        interface(root, "ifb1", "1", "a6:1c:00:00:00:02", true, false).unwrap();
+        interface(root, "lan", "1", "02:00:00:00:00:03", true, false).unwrap();
+        interface(root, "uplink", "1", "02:00:00:00:00:04", true, false).unwrap();
+        interface(root, "enp3s0", "1", "52:54:00:00:00:05", false, true).unwrap();
+        interface(root, "enp2s0", "1", "52:54:00:00:00:06", true, true).unwrap();
         // An operstate file that is missing or "unknown" is not "up".
-        interface(root, "enp4s0", "1", "52:54:00:00:00:07", true, true);
+        interface(root, "enp4s0", "1", "52:54:00:00:00:07", true, true).unwrap();
         std::fs::write(root.join("enp4s0/operstate"), "unknown\n").unwrap();
         assert_eq!(pairs(&read_from(root)), [("enp2s0", "52:54:00:00:00:06")]);
     }
