@@ -22,7 +22,8 @@ pub struct Args {
     /// Log format on stderr: `text` for people, `json` for log shippers [default: text].
     #[arg(long, global = true, env = "LIGHTSOUT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// More log output (-v debug, -vv trace). `RUST_LOG` overrides both -v and -q.
+    /// More log output: -v the agent's own decisions (debug), -vv the agent at trace, -vvv the
+    /// libraries too (rustls, tokio). `RUST_LOG` overrides both -v and -q. `NO_COLOR` turns colour off.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Less log output (-q warnings, -qq errors only).
@@ -148,6 +149,12 @@ pub struct Args {
     /// audit line that attributes a reboot to the accepted action that caused it).
     #[arg(long, value_name = "ID", hide = true)]
     pub fake_boot_id: Option<String>,
+
+    /// TESTS AND DEMOS ONLY: read the network interfaces (their MACs) from DIR laid out as
+    /// /sys/class/net instead (an agent in a network namespace has only virtual links, which
+    /// are not reported).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub fake_sysfs_net: Option<std::path::PathBuf>,
 
     /// TESTS AND DEMOS ONLY, needs --dry-run: after a rehearsed restart, pretend to reboot
     /// when it is due — refuse connections for --simulate-downtime, then report a new

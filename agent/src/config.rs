@@ -191,6 +191,8 @@ pub struct Testing {
     /// Report this boot id instead of the system's (to exercise the attribution of a reboot
     /// to the action that caused it, without rebooting).
     pub fake_boot_id: Option<String>,
+    /// Read the interfaces from this directory instead of `/sys/class/net`.
+    pub fake_sysfs_net: Option<std::path::PathBuf>,
 }
 
 impl Config {

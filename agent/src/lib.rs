@@ -37,6 +37,7 @@
 //!   command line ([`cli`]), the environment and the file ([`settings`]).
 //! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
 //! - `privilege`: whether this process may power the machine off.
+//! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`).
 
 pub mod access;
 pub(crate) mod admission;
@@ -60,6 +61,7 @@ pub mod resolve;
 pub mod server;
 pub mod settings;
 pub(crate) mod state;
+pub mod stdout;
 
 pub use config::{Config, Limits, Testing};
 pub use server::run;

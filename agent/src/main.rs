@@ -1,7 +1,6 @@
 //! `lightsout-agent`: command line + configuration file → validated [`Config`], then
 //! [`lightsout_agent::run`]. SIGHUP reloads the CRL and policy; SIGTERM/Ctrl-C stop gracefully.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,7 +11,7 @@ use lightsout_agent::cli::{AgentCommand, Args, AuditCommand, LogFormat};
 use lightsout_agent::discovery::Responder;
 use lightsout_agent::resolve::{self, Resolved};
 use lightsout_agent::settings::FileSettings;
-use lightsout_agent::{Config, listener};
+use lightsout_agent::{Config, listener, outln, stdout};
 use lightsout_pki::load::CertInfo;
 
 async fn stop_signal() {
@@ -103,7 +102,7 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     tracing::info!(home = %home.dir().display(), audit = %audit.path().display(), "starting");
     spawn_reloader(access, audit);
     // One line on stdout for scripts and tests that started us on port 0.
-    println!("listening on {bound}");
+    outln!("listening on {bound}");
     lightsout_agent::run(listener, config, stop_signal()).await;
     Ok(())
 }
@@ -133,23 +132,14 @@ fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> any
     let path = resolve::audit_path(args, file, &home);
     let entries = audit::tail(&path, lines)
         .with_context(|| format!("cannot read the audit log {}", path.display()))?;
-    let mut out = std::io::stdout().lock();
     for entry in entries {
-        let written = match entry {
-            Ok(e) if json => writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default()),
-            Ok(e) => writeln!(out, "{}", audit::format_entry(&e)),
-            Err(damaged) => {
-                eprintln!(
-                    "lightsout-agent: warning: {}: {damaged}, skipped",
-                    path.display()
-                );
-                Ok(())
-            }
-        };
-        match written {
-            // The reader has gone (`audit tail | head`): a normal end, as ripgrep does.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            other => other.context("cannot write to standard output")?,
+        match entry {
+            Ok(e) if json => outln!("{}", serde_json::to_string(&e).unwrap_or_default()),
+            Ok(e) => outln!("{}", audit::format_entry(&e)),
+            Err(damaged) => eprintln!(
+                "lightsout-agent: warning: {}: {damaged}, skipped",
+                path.display()
+            ),
         }
     }
     Ok(())
@@ -163,7 +153,7 @@ fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
     let cert = &resolved.tls.cert;
     let info = CertInfo::from_file(cert)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    println!(
+    outln!(
         "certificate: {} ({}), fingerprint {}, {} days left (until {})",
         info.name,
         cert.display(),
@@ -172,25 +162,18 @@ fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
         lightsout_pki::load::date(info.not_after_unix)
     );
     info.check_valid(cert, now)?;
-    println!("configuration OK");
-    println!("  listen: {}", resolved.listen);
-    println!("  home: {}", resolved.home.dir().display());
-    println!("  audit log: {}", resolved.audit.path().display());
-    println!("  dry run: {}", resolved.config.dry_run);
-    println!("  revoked certificates in CRL: {}", state.revoked.len());
+    outln!("configuration OK");
+    outln!("  listen: {}", resolved.listen);
+    outln!("  home: {}", resolved.home.dir().display());
+    outln!("  audit log: {}", resolved.audit.path().display());
+    outln!("  dry run: {}", resolved.config.dry_run);
+    outln!("  revoked certificates in CRL: {}", state.revoked.len());
     Ok(())
 }
 
 fn init_logging(args: &Args, file: &FileSettings) {
-    let level = match (args.verbose, args.quiet) {
-        (0, 0) => "info",
-        (1, _) => "debug",
-        (v, _) if v >= 2 => "trace",
-        (_, 1) => "warn",
-        _ => "error",
-    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(args)));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
@@ -201,23 +184,45 @@ fn init_logging(args: &Args, file: &FileSettings) {
     {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
             .init(),
     }
+}
+
+/// What `-v`/`-q` show (`RUST_LOG` overrides): `-v` is lightsout's own decisions at debug
+/// and the libraries at info, `-vv` lightsout at trace, `-vvv` everything at trace (rustls'
+/// handshake internals, tokio). The libraries' chatter would bury the agent's own lines.
+fn log_directives(args: &Args) -> &'static str {
+    match (args.verbose, args.quiet) {
+        (0, 0) => "info",
+        (1, _) => "lightsout=debug,info",
+        (2, _) => "lightsout=trace,info",
+        (v, _) if v >= 3 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    }
+}
+
+/// <https://no-color.org>: `NO_COLOR` set and not empty turns colour off.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Some(AgentCommand::Completions { shell }) => {
             let mut cmd = <Args as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "lightsout-agent", &mut std::io::stdout());
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "lightsout-agent", &mut script);
+            stdout::bytes(&script);
             return Ok(());
         }
         Some(AgentCommand::Man) => {
             let cmd = <Args as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd)
-                .section("8")
-                .render(&mut std::io::stdout())?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).section("8").render(&mut page)?;
+            stdout::bytes(&page);
             return Ok(());
         }
         _ => {}
@@ -242,11 +247,32 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lightsout-agent: error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
+    if let Err(e) = run(&args) {
+        eprintln!("lightsout-agent: error: {}", report(&e));
+        return std::process::ExitCode::from(2);
     }
+    // A closed pipe is a normal end (`audit tail | head`); any other write error is not.
+    if let Some(e) = stdout::error() {
+        eprintln!("lightsout-agent: error: cannot write to standard output: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// The error and its causes on one line, each said once: a cause whose text its parent
+/// already includes (`FILE: No such file or directory` over `No such file or directory`) is
+/// left out, so nothing reads twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -3,7 +3,7 @@
 //! is one validated [`Resolved`], built before the first socket opens.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,8 +51,19 @@ pub enum ConfigError {
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
     /// The home directory cannot be found.
-    #[error("home directory: {0}")]
-    Home(#[source] PkiError),
+    #[error(transparent)]
+    Home(PkiError),
+    /// The bundle named by `--bundle` or `[tls] bundle` does not exist.
+    #[error(
+        "bundle {} ({from}): no such file; issue one on the CA machine (`lightsout pki issue agent NAME --ip ADDRESS --bundle FILE`) and copy it here",
+        .path.display()
+    )]
+    MissingBundle {
+        /// The file.
+        path: PathBuf,
+        /// Where it was named: `--bundle` or `[tls] bundle`.
+        from: &'static str,
+    },
     /// First-run certificates cannot be created.
     #[error("{source}")]
     Certificates {
@@ -132,7 +143,7 @@ pub fn audit_path(args: &Args, file: &FileSettings, home: &Home) -> PathBuf {
 
 fn tls_files(args: &Args, file: &FileSettings, home: &Home) -> Result<TlsFiles, ConfigError> {
     if let Some(bundle) = &args.bundle {
-        return Ok(TlsFiles::bundle(bundle.clone()));
+        return existing_bundle(bundle, "--bundle");
     }
     if let (Some(ca), Some(cert), Some(key)) = (&args.ca, &args.cert, &args.key) {
         return Ok(TlsFiles {
@@ -143,7 +154,7 @@ fn tls_files(args: &Args, file: &FileSettings, home: &Home) -> Result<TlsFiles, 
     }
     let t = &file.tls;
     if let (Some(bundle), None) = (&t.bundle, &args.ca) {
-        return Ok(TlsFiles::bundle(bundle.clone()));
+        return existing_bundle(bundle, "[tls] bundle");
     }
     if let (Some(ca), Some(cert), Some(key)) = (&t.ca, &t.cert, &t.key) {
         return Ok(TlsFiles {
@@ -165,6 +176,18 @@ fn tls_files(args: &Args, file: &FileSettings, home: &Home) -> Result<TlsFiles, 
         );
     }
     Ok(TlsFiles::agent(home))
+}
+
+/// A bundle that is not there is the usual first mistake on a new machine: say what to do.
+fn existing_bundle(path: &Path, from: &'static str) -> Result<TlsFiles, ConfigError> {
+    if path.exists() {
+        Ok(TlsFiles::bundle(path.to_path_buf()))
+    } else {
+        Err(ConfigError::MissingBundle {
+            path: path.to_path_buf(),
+            from,
+        })
+    }
 }
 
 fn limits(args: &Args, file: &FileSettings) -> Result<Limits, ConfigError> {
@@ -248,6 +271,7 @@ impl Config {
         config.testing.fake_logged_in_users = args.fake_logged_in_users;
         config.testing.fake_users_unknown = args.fake_users_unknown;
         config.testing.fake_boot_id = args.fake_boot_id.clone();
+        config.testing.fake_sysfs_net = args.fake_sysfs_net.clone();
         if args.simulate_reboot {
             if !config.dry_run {
                 return Err(ConfigError::SimulateRebootNeedsDryRun);

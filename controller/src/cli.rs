@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use lightsout_pki::ca::DEFAULT_VALIDITY_DAYS;
 
+use crate::batch::{self, Share};
 use crate::duration;
 
 /// lightsout: health checks, shutdown and restart for a room of lab machines, over mutual TLS.
@@ -20,7 +21,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The options every command takes (inventory, TLS, fan-out, output), shown after each
+/// command's own options under their own heading.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Home directory holding the certificates [default: $LIGHTSOUT_HOME, else
     /// ~/.config/lightsout]. An empty one gets a new lab CA on first use; a partial one is an
@@ -45,10 +49,10 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE")]
     pub crl: Option<PathBuf>,
     /// Deadline per host (connect, handshake, answer): 5s, 500ms, 1m.
-    #[arg(long, global = true, default_value = "5s", value_parser = duration::parse_timeout)]
+    #[arg(long, global = true, default_value = "5s", value_parser = duration::parse_timeout, allow_hyphen_values = true)]
     pub timeout: Duration,
-    /// Most hosts contacted at once.
-    #[arg(long, global = true, default_value_t = 256)]
+    /// Most hosts contacted at once (at least 1).
+    #[arg(long, global = true, default_value_t = 256, value_name = "N", value_parser = at_least_one)]
     pub parallel: usize,
     /// Name every agent certificate must match, instead of the host as typed.
     #[arg(long, global = true, value_name = "NAME")]
@@ -56,7 +60,9 @@ pub struct Global {
     /// Print one JSON document instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
-    /// More diagnostics on stderr (-v debug, -vv trace). `RUST_LOG` overrides.
+    /// More diagnostics on stderr: -v lightsout's own decisions (debug), -vv lightsout at
+    /// trace, -vvv the libraries' too (rustls, tokio). `RUST_LOG` overrides; `NO_COLOR` turns
+    /// colour off.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Print one JSON object per line, one per host, as results arrive.
@@ -77,9 +83,43 @@ pub struct Global {
 const TARGETS: &str =
     "Hosts: NAME (from the inventory), @GROUP, all, ADDRESS, HOST:PORT, [IPv6]:PORT.";
 
+/// The closing sections of the long help (`--help`, and the man pages generated from it) of
+/// the commands that contact hosts: targets, durations, the inventory, exit codes. A macro so
+/// that `concat!` can join it to each command's own text.
+macro_rules! host_command_help {
+    () => {
+        "\
+Targets:
+  NAME          a host of the inventory (its address, port and MACs come from there)
+  @GROUP        every host of an inventory group, nested groups included
+  all           every host of the inventory
+  ADDRESS       an IPv4 or IPv6 address, or a DNS name with a dot, on port 7474 (the
+                inventory host with that address, if there is one)
+  HOST:PORT     another port; IPv6 with a port as [IPv6]:PORT
+  A host named several times (directly and through groups) is contacted once. With an
+  inventory, a plain name it does not know is an error: a typo reaches no machine.
+
+Durations: a number with a unit, s, m, h or d, combined largest first: 90s, 5m, 1h30m,
+  2d. A bare number is seconds (--delay 90 is 90s). --timeout, --stagger and
+  --wait-timeout also take milliseconds (500ms). A negative duration is refused.
+
+Inventory: --inventory FILE|DIR, else $LIGHTSOUT_INVENTORY, else HOME/inventory.toml. TOML
+  ([hosts.NAME] address, port, mac; [groups] NAME = [\"host\", \"@group\"]; see
+  inventory.example.toml and the README's \"Inventory\" section), or an Ansible inventory
+  (INI, YAML, or a directory with host_vars/ and group_vars/).
+
+Exit codes:
+  0  every host succeeded (hosts skipped on purpose are not failures)
+  1  at least one host failed (unreachable, refused, an error reply, not back in time)
+  2  usage or configuration error, or a refusal before anything was sent (a bad option,
+     an unknown target, a missing certificate, no confirmation, this machine)"
+    };
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Health check: each agent returns the payload and a health snapshot.
+    #[command(after_long_help = host_command_help!())]
     Echo {
         #[arg(required = true, value_name = "TARGET", help = TARGETS)]
         targets: Vec<String>,
@@ -88,16 +128,20 @@ pub enum Command {
         payload: String,
     },
     /// Status board: one row per host — up/down, uptime, load, memory, users, OS, agent.
+    #[command(after_long_help = host_command_help!())]
     Status {
         /// Hosts [default: all]. NAME, @GROUP, all, ADDRESS, HOST:PORT, [IPv6]:PORT.
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
     },
     /// Power machines off (asks for confirmation for more than one host).
+    #[command(after_long_help = host_command_help!())]
     Shutdown(ShutdownArgs),
     /// Restart machines (asks for confirmation for more than one host).
+    #[command(after_long_help = host_command_help!())]
     Restart(RestartArgs),
     /// Abort pending shutdowns and restarts.
+    #[command(after_long_help = host_command_help!())]
     Cancel {
         #[arg(required = true, value_name = "TARGET", help = TARGETS)]
         targets: Vec<String>,
@@ -106,11 +150,13 @@ pub enum Command {
         dry_run: bool,
     },
     /// Wake machines with Wake-on-LAN magic packets (MACs from the inventory).
+    #[command(after_long_help = host_command_help!())]
     Wake(WakeArgs),
     /// Find agents on the LAN that answer discovery probes (`lightsout-agent --discoverable`).
+    #[command(after_long_help = host_command_help!())]
     Discover(DiscoverArgs),
     /// The inventory: what targets resolve to; learning MAC addresses from the agents.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = host_command_help!())]
     Inventory(InventoryCommand),
     /// Certificates: create the CA, issue agent and controller certificates.
     #[command(subcommand)]
@@ -128,8 +174,8 @@ pub enum Command {
 pub struct PowerArgs {
     #[arg(required = true, value_name = "TARGET", help = TARGETS)]
     pub targets: Vec<String>,
-    /// Wait before acting: 90 (seconds), 90s, 5m, 1h.
-    #[arg(long, default_value = "0", value_parser = duration::parse)]
+    /// Wait before acting: 0 (now), 90 (seconds), 90s, 5m, 1h30m.
+    #[arg(long, default_value = "0", value_parser = duration::parse_delay, allow_hyphen_values = true)]
     pub delay: Duration,
     /// Message shown to logged-in users.
     #[arg(long)]
@@ -147,12 +193,20 @@ pub struct PowerArgs {
     /// reported as skipped, not failed.
     #[arg(long)]
     pub skip_busy: bool,
-    /// Send to N hosts at a time.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub batch: Option<u32>,
+    /// Send to N hosts at a time, or to P% of them (rounded up, at least 1): a rolling
+    /// shutdown or restart, batch after batch in the order the targets resolved to.
+    #[arg(long, value_name = "N|P%", value_parser = batch::parse_batch)]
+    pub batch: Option<Share>,
     /// Pause between batches: 30s, 2m, 500ms.
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration::parse_pause, requires = "batch")]
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration::parse_pause, requires = "batch", allow_hyphen_values = true)]
     pub stagger: Duration,
+    /// Stop the rolling shutdown or restart when more than N hosts sent the action have
+    /// failed so far, or more than P% of the last batch's hosts (Ansible's
+    /// max_fail_percentage: exceeded, not equalled). Checked after each batch; the hosts of
+    /// the batches not sent are reported as not sent, and the exit code is 1. `--max-fail 0`
+    /// stops at the first failure.
+    #[arg(long, value_name = "N|P%", value_parser = batch::parse_share, requires = "batch")]
+    pub max_fail: Option<Share>,
     /// Allow the machine this controller runs on, when it is named explicitly (not through
     /// a group or `all`). Otherwise it is refused (named) or skipped (in a group).
     #[arg(long)]
@@ -170,7 +224,7 @@ pub struct ShutdownArgs {
     pub wait: bool,
     /// How long each host may keep answering after its shutdown is due before it counts as
     /// failed ("still up").
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration::parse_timeout, requires = "wait")]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration::parse_timeout, requires = "wait", allow_hyphen_values = true)]
     pub wait_timeout: Duration,
 }
 
@@ -184,7 +238,7 @@ pub struct RestartArgs {
     #[arg(long)]
     pub wait: bool,
     /// How long to wait for each host to come back, counted from when the restart is due.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration::parse_timeout, requires = "wait")]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration::parse_timeout, requires = "wait", allow_hyphen_values = true)]
     pub wait_timeout: Duration,
 }
 
@@ -217,17 +271,23 @@ pub struct DiscoverArgs {
     /// Add the agents found to the inventory (TOML) unless their name or address is in it.
     #[arg(long)]
     pub write_inventory: bool,
+    /// With --write-inventory: put the hosts added in this group of the inventory (created if
+    /// needed; its other members are kept).
+    #[arg(long, value_name = "NAME", requires = "write_inventory")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum InventoryCommand {
     /// Show the hosts targets resolve to [default: all].
+    #[command(after_long_help = host_command_help!())]
     List {
         /// NAME, @GROUP, all, ADDRESS, HOST:PORT.
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
     },
     /// Ask agents for their MAC addresses and record them in the inventory (for `wake`).
+    #[command(after_long_help = host_command_help!())]
     Learn {
         #[arg(required = true, value_name = "TARGET", help = TARGETS)]
         targets: Vec<String>,
@@ -268,7 +328,7 @@ pub enum PkiCommand {
     List {
         /// Only certificates not revoked that expire within this time (or have expired):
         /// what is due for renewal, e.g. 60d.
-        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, allow_hyphen_values = true)]
         expiring: Option<Duration>,
     },
 }
@@ -360,4 +420,17 @@ fn parse_role(s: &str) -> Result<String, RoleError> {
     } else {
         Err(RoleError)
     }
+}
+
+/// `--parallel` and other counts that must be at least one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: expected a whole number of at least 1")]
+pub struct CountError(String);
+
+fn at_least_one(s: &str) -> Result<usize, CountError> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| CountError(s.to_owned()))
 }

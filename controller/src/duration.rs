@@ -36,6 +36,42 @@ pub enum DurationError {
     /// A timeout of zero.
     #[error("timeout must be greater than zero")]
     Zero,
+    /// `-5`: clap would suggest `-- -5`, which is no better.
+    #[error("a {what} cannot be negative: {input}; {hint}")]
+    Negative {
+        /// `delay`, `timeout`, `pause`, `duration`.
+        what: &'static str,
+        /// As typed.
+        input: String,
+        /// What to give instead.
+        hint: &'static str,
+    },
+}
+
+/// A leading minus sign before a number: refused with what to give instead. (The options
+/// that take durations accept values starting with `-` so that this, and not clap's tip to
+/// write `-- -5`, is what the user reads.)
+fn refuse_negative(s: &str, what: &'static str, hint: &'static str) -> Result<(), DurationError> {
+    let t = s.trim();
+    if t.strip_prefix('-')
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return Err(DurationError::Negative {
+            what,
+            input: t.to_owned(),
+            hint,
+        });
+    }
+    Ok(())
+}
+
+/// [`parse`] for `--delay`: a negative delay is refused with "give 0 for now".
+///
+/// # Errors
+/// [`DurationError`].
+pub fn parse_delay(s: &str) -> Result<Duration, DurationError> {
+    refuse_negative(s, "delay", "give 0 for now, or e.g. 5m")?;
+    parse(s)
 }
 
 /// Parses a duration; a bare number is seconds.
@@ -43,6 +79,7 @@ pub enum DurationError {
 /// # Errors
 /// [`DurationError`] for anything else.
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
+    refuse_negative(s, "duration", "give e.g. 90s, 5m or 60d")?;
     let s = s.trim();
     if s.is_empty() {
         return Err(DurationError::Empty);
@@ -93,6 +130,7 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
 /// # Errors
 /// [`DurationError`].
 pub fn parse_timeout(s: &str) -> Result<Duration, DurationError> {
+    refuse_negative(s, "timeout", "give e.g. 5s, 500ms or 10m")?;
     let d = match s.trim().strip_suffix("ms") {
         Some(ms) => ms
             .parse::<u64>()
@@ -111,6 +149,7 @@ pub fn parse_timeout(s: &str) -> Result<Duration, DurationError> {
 /// # Errors
 /// [`DurationError`].
 pub fn parse_pause(s: &str) -> Result<Duration, DurationError> {
+    refuse_negative(s, "pause", "give 0 for none, or e.g. 30s")?;
     match parse_timeout(s) {
         Err(_) if parse(s) == Ok(Duration::ZERO) => Ok(Duration::ZERO),
         other => other,
@@ -160,6 +199,35 @@ mod tests {
         }
         assert!(parse_timeout("0").is_err());
         assert!(parse_timeout("0ms").is_err(), "zero is zero in any unit");
+    }
+
+    #[test]
+    fn negative_durations_say_so_and_what_to_give() {
+        assert_eq!(
+            parse_delay("-5").unwrap_err().to_string(),
+            "a delay cannot be negative: -5; give 0 for now, or e.g. 5m"
+        );
+        assert_eq!(
+            parse_timeout("-1s").unwrap_err().to_string(),
+            "a timeout cannot be negative: -1s; give e.g. 5s, 500ms or 10m"
+        );
+        assert!(matches!(
+            parse_pause("-500ms"),
+            Err(DurationError::Negative { what: "pause", .. })
+        ));
+        assert!(matches!(
+            parse("-2d"),
+            Err(DurationError::Negative {
+                what: "duration",
+                ..
+            })
+        ));
+        // A lone dash or an option typed where a value belongs is not a negative number.
+        assert!(matches!(
+            parse_delay("--yes"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert_eq!(parse_delay("5m"), Ok(Duration::from_secs(300)));
     }
 
     #[test]

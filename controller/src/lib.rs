@@ -4,6 +4,7 @@
 //! # Layout
 //! Public (the binary, the end-to-end tests and the benchmark use them):
 //! - [`cli`]: the clap definitions of the command line.
+//! - [`batch`]: `--batch N|P%` and `--max-fail N|P%`: batch sizes and when a rolling run stops.
 //! - [`cmd`]: the subcommands, one file each (`echo`, `status`, `cancel`, `power`, `wake`,
 //!   `discover`, `inventory`, `pki`).
 //! - [`inventory`]: the lab's hosts and groups (TOML, or an Ansible inventory) and TARGET resolution.
@@ -12,6 +13,7 @@
 //! - [`print`](mod@print): where results are printed: the progress bar, results as they
 //!   arrive and at the end.
 //! - [`local`]: recognising the machine the controller runs on.
+//! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`, `out!`).
 //!
 //! Inside the crate:
 //! - `client`: one connection to one agent ([`Client`]): connect, handshake,
@@ -31,6 +33,7 @@
 //! settings (inventory loaded, targets resolved, TLS configuration loaded) before any work,
 //! and the only `anyhow` errors.
 
+pub mod batch;
 pub(crate) mod board;
 pub mod cli;
 pub(crate) mod client;
@@ -43,6 +46,7 @@ pub mod local;
 pub mod print;
 pub(crate) mod render;
 pub mod result;
+pub mod stdout;
 pub(crate) mod target;
 pub(crate) mod text;
 pub(crate) mod wait;

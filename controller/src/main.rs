@@ -10,6 +10,7 @@ use lightsout_controller::cmd::{
     cancel, discover, echo, inventory as inventory_cmd, pki, power, status, wake,
 };
 use lightsout_controller::local::LocalMachine;
+use lightsout_controller::stdout;
 
 mod settings;
 
@@ -31,12 +32,17 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
     Ok(match work {
         Work::Completions(shell) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "lightsout", &mut std::io::stdout());
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "lightsout", &mut script);
+            stdout::bytes(&script);
             true
         }
         Work::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            stdout::bytes(&page);
             true
         }
         Work::Pki { cmd, home } => {
@@ -76,6 +82,7 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
                 args.port,
                 window,
                 args.write_inventory,
+                args.group.as_deref(),
                 mode,
             )
             .await?
@@ -112,19 +119,32 @@ fn raise_open_files_limit(parallel: usize) {
 #[cfg(not(unix))]
 fn raise_open_files_limit(_parallel: usize) {}
 
+/// What `-v` shows (`RUST_LOG` overrides): `-v` is lightsout's own decisions at debug,
+/// `-vv` lightsout at trace, `-vvv` everything (rustls' handshakes, tokio) at trace; the
+/// libraries stay at warn below that.
+fn log_directives(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn",
+        1 => "lightsout=debug,warn",
+        2 => "lightsout=trace,warn",
+        _ => "trace",
+    }
+}
+
+/// <https://no-color.org>: `NO_COLOR` set and not empty turns colour off.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     raise_open_files_limit(cli.global.parallel);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(match cli.global.verbose {
-                    0 => "warn",
-                    1 => "debug",
-                    _ => "trace",
-                })
+                tracing_subscriber::EnvFilter::new(log_directives(cli.global.verbose))
             }),
         )
         .init();
@@ -138,12 +158,36 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let status = match runtime.block_on(run(cli)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(UsageError(e)) => {
-            eprintln!("lightsout: error: {e:#}");
-            ExitCode::from(2)
+            eprintln!("lightsout: error: {}", report(&e));
+            return ExitCode::from(2);
         }
+    };
+    // A closed pipe is a normal end (the status stands); any other write error is not.
+    if let Some(e) = stdout::error() {
+        eprintln!("lightsout: error: cannot write to standard output: {e}");
+        return ExitCode::from(2);
     }
+    status
+}
+
+/// The error and its causes on one line, each said once: a cause whose text its parent
+/// already includes (`FILE: No such file or directory` over `No such file or directory`) is
+/// left out, so nothing reads twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -1,7 +1,7 @@
 //! Where results go while a command runs and when it ends: a progress bar on a terminal,
 //! one JSON line per host as it completes (`--jsonl`), and the final table or document.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -100,9 +100,7 @@ impl Live {
             ));
         }
         if self.mode == Mode::Jsonl {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", render::jsonl_line(&self.command, result));
-            let _ = out.flush();
+            crate::outln!("{}", render::jsonl_line(&self.command, result));
         }
     }
 
@@ -117,8 +115,8 @@ impl Live {
     pub fn finish(&self, results: &[HostResult]) {
         self.clear();
         match self.mode {
-            Mode::Table => print!("{}", render::table(results)),
-            Mode::Json => println!(
+            Mode::Table => crate::out!("{}", render::table(results)),
+            Mode::Json => crate::outln!(
                 "{}",
                 render::json_text(&render::json(&self.command, results))
             ),

@@ -165,6 +165,9 @@ impl Settings {
             }
             Command::Wake(args) => wake(global, args)?,
             Command::Discover(args) => {
+                if let Some(group) = &args.group {
+                    lightsout_controller::inventory::check_name("group", group)?;
+                }
                 // Discovery may create the inventory it writes to.
                 let inventory = match &global.inventory {
                     Some(path) if args.write_inventory && !path.exists() => Inventory::absent(path),
@@ -262,7 +265,14 @@ fn tls_files(global: &Global) -> anyhow::Result<(TlsFiles, Option<PathBuf>)> {
                     "--bundle holds the CA, the certificate and the key: drop --ca, --cert and --key"
                 );
             }
-            TlsFiles::bundle(global.bundle.clone().unwrap_or_default())
+            let bundle = global.bundle.clone().unwrap_or_default();
+            if !bundle.exists() {
+                anyhow::bail!(
+                    "bundle {} (--bundle or LIGHTSOUT_BUNDLE): no such file; issue one on the CA machine (`lightsout pki issue controller NAME --role ROLE --bundle FILE`) and copy it here",
+                    bundle.display()
+                );
+            }
+            TlsFiles::bundle(bundle)
         }
         (Some(ca), Some(cert), Some(key)) => TlsFiles {
             ca: ca.clone(),
@@ -338,7 +348,8 @@ fn power_job(args: &PowerArgs, action: PowerAction) -> anyhow::Result<PowerJob> 
         dry_run: args.dry_run,
         yes: args.yes,
         skip_busy: args.skip_busy,
-        batch: args.batch.map(|n| n as usize),
+        batch: args.batch,
+        max_fail: args.max_fail,
         stagger: args.stagger,
         include_self: args.include_self,
         wait: None,

@@ -7,6 +7,18 @@ use crate::{PkiError, Result};
 /// Environment variable that overrides the home directory.
 pub const HOME_ENV: &str = "LIGHTSOUT_HOME";
 
+/// The user's configuration directory (`$XDG_CONFIG_HOME`, else `$HOME/.config`), only from
+/// the environment: a process started without `HOME` (a bare service, `env -i`) is told to
+/// say where its home is, rather than writing a CA into the account database's home of
+/// whoever it runs as.
+fn user_config_dir() -> Option<PathBuf> {
+    let set = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if set("XDG_CONFIG_HOME").is_none() && set("HOME").is_none() {
+        return None;
+    }
+    dirs::config_dir()
+}
+
 /// The home directory and the well-known file names inside it.
 ///
 /// ```text
@@ -34,9 +46,7 @@ impl Home {
             Some(p) => p.to_path_buf(),
             None => match std::env::var_os(HOME_ENV).filter(|v| !v.is_empty()) {
                 Some(v) => PathBuf::from(v),
-                None => dirs::config_dir()
-                    .ok_or(PkiError::NoHome)?
-                    .join("lightsout"),
+                None => user_config_dir().ok_or(PkiError::NoHome)?.join("lightsout"),
             },
         };
         Ok(Self { dir })

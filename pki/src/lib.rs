@@ -59,7 +59,9 @@ pub enum PkiError {
     #[error("TLS certificate verification: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// No home directory could be determined.
-    #[error("no home directory: set LIGHTSOUT_HOME or pass --home")]
+    #[error(
+        "no home directory (HOME is not set): pass --home DIR or set LIGHTSOUT_HOME to the directory holding the certificates"
+    )]
     NoHome,
     /// Another process holds the first-run lock for too long.
     #[error("{0}: another lightsout process is creating the CA; remove the lock if it is stale")]

@@ -253,6 +253,11 @@ fn a_lab_on_a_lan_of_network_namespaces() {
             files.cert.display().to_string(),
             files.key.display().to_string(),
         );
+        // The namespace's eth0 is one end of a veth pair, which the agent rightly does not
+        // report (no hardware behind it): it reads a stand-in /sys/class/net where eth0 is a
+        // physical NIC with the same MAC, beside a virtual ifb0 that must not be learnt.
+        let sysfs = fake_sysfs_net(&lab.dir.path().join(format!("sysfs-{name}")), mac);
+        let sysfs = sysfs.display().to_string();
         let mut args = vec![
             "--dry-run",
             "--listen",
@@ -263,6 +268,8 @@ fn a_lab_on_a_lan_of_network_namespaces() {
             &cert,
             "--key",
             &key,
+            "--fake-sysfs-net",
+            &sysfs,
         ];
         if discoverable {
             args.push("--discoverable");
@@ -432,4 +439,21 @@ fn a_lab_on_a_lan_of_network_namespaces() {
     assert_eq!(rest[1]["ok"], true, "{}", rest[1]);
     assert!(started.elapsed() < Duration::from_secs(30));
     drop(agents);
+}
+
+/// A stand-in `/sys/class/net` under `dir`: a physical, up `eth0` with `mac`, and a virtual
+/// `ifb0` (no `device` link) that must never be reported.
+fn fake_sysfs_net(dir: &std::path::Path, mac: &str) -> std::path::PathBuf {
+    for (name, address, physical) in [("eth0", mac, true), ("ifb0", "a6:1c:00:00:00:01", false)] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("type"), "1\n").unwrap();
+        std::fs::write(d.join("address"), format!("{address}\n")).unwrap();
+        std::fs::write(d.join("operstate"), "up\n").unwrap();
+        if physical {
+            std::fs::create_dir_all(dir.join(".pci")).unwrap();
+            std::os::unix::fs::symlink(dir.join(".pci"), d.join("device")).unwrap();
+        }
+    }
+    dir.to_path_buf()
 }

@@ -8,6 +8,7 @@ mod at_most_once;
 mod audit_durability;
 mod authz;
 mod caps;
+mod cli_behaviour;
 mod controller_cli;
 mod faults;
 mod hostile;

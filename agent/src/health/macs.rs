@@ -1,20 +1,24 @@
 //! The machine's MAC addresses, for Wake-on-LAN.
 //!
-//! On Linux each interface has `/sys/class/net/NAME/address`; loopback (type 772) and
-//! all-zero addresses (tunnels, some virtual links) are left out. Other platforms report none
-//! rather than a guess.
+//! On Linux each interface has `/sys/class/net/NAME/address`. Only interfaces that can wake
+//! the machine are reported, judged by what they are rather than by name: a physical device
+//! (a `device` link to the hardware; bridges, veth pairs, `ifb`, `dummy`, tunnels and VPNs
+//! have none) whose link is up (`operstate` is `up`: a NIC with no cable carries no magic
+//! packet). Loopback (type 772) and all-zero addresses are left out too. Other platforms
+//! report none rather than a guess.
 
 use lightsout_protocol::InterfaceMac;
 
-/// The interfaces' MAC addresses, sorted by interface name.
+/// The interfaces' MAC addresses, sorted by interface name, from `/sys/class/net` (or
+/// `sysfs_net`, a stand-in directory for tests).
 #[cfg(target_os = "linux")]
-pub fn read() -> Vec<InterfaceMac> {
-    read_from(std::path::Path::new("/sys/class/net"))
+pub fn read(sysfs_net: Option<&std::path::Path>) -> Vec<InterfaceMac> {
+    read_from(sysfs_net.unwrap_or(std::path::Path::new("/sys/class/net")))
 }
 
 /// The interfaces' MAC addresses (none: not known on this platform).
 #[cfg(not(target_os = "linux"))]
-pub fn read() -> Vec<InterfaceMac> {
+pub fn read(_sysfs_net: Option<&std::path::Path>) -> Vec<InterfaceMac> {
     Vec::new()
 }
 
@@ -36,6 +40,14 @@ fn read_from(dir: &std::path::Path) -> Vec<InterfaceMac> {
             if interface == "lo" || kind.trim() == LOOPBACK_TYPE {
                 return None;
             }
+            // `device` is a symlink to the hardware: its absence means a virtual link.
+            if std::fs::symlink_metadata(path.join("device")).is_err() {
+                return None;
+            }
+            let operstate = std::fs::read_to_string(path.join("operstate")).unwrap_or_default();
+            if operstate.trim() != "up" {
+                return None;
+            }
             let mac = std::fs::read_to_string(path.join("address")).ok()?;
             let mac = mac.trim().to_ascii_lowercase();
             // Ethernet-style addresses only (InfiniBand and others are longer), never zero.
@@ -53,6 +65,35 @@ fn read_from(dir: &std::path::Path) -> Vec<InterfaceMac> {
 mod tests {
     use super::*;
 
+    /// A fake `/sys/class/net/NAME`: type, address, operstate, and a `device` symlink when
+    /// the interface is physical.
+    fn interface(
+        root: &std::path::Path,
+        name: &str,
+        kind: &str,
+        mac: &str,
+        up: bool,
+        physical: bool,
+    ) -> std::io::Result<()> {
+        let d = root.join(name);
+        std::fs::create_dir(&d)?;
+        std::fs::write(d.join("type"), format!("{kind}\n"))?;
+        std::fs::write(d.join("address"), mac)?;
+        std::fs::write(d.join("operstate"), if up { "up\n" } else { "down\n" })?;
+        if physical {
+            let hw = root.join(format!(".hw-{name}"));
+            std::fs::create_dir(&hw)?;
+            std::os::unix::fs::symlink(&hw, d.join("device"))?;
+        }
+        Ok(())
+    }
+
+    fn pairs(got: &[InterfaceMac]) -> Vec<(&str, &str)> {
+        got.iter()
+            .map(|m| (m.interface.as_str(), m.mac.as_str()))
+            .collect()
+    }
+
     #[test]
     fn skips_loopback_and_zero_addresses() {
         let dir = tempfile::tempdir().unwrap();
@@ -67,23 +108,33 @@ mod tests {
             ),
             ("wlan0", "1", "02:11:22:33:44:55\n"),
         ] {
-            let d = dir.path().join(name);
-            std::fs::create_dir(&d).unwrap();
-            std::fs::write(d.join("type"), format!("{kind}\n")).unwrap();
-            std::fs::write(d.join("address"), mac).unwrap();
+            interface(dir.path(), name, kind, mac, true, true).unwrap();
         }
-        let got = read_from(dir.path());
-        let pairs: Vec<(&str, &str)> = got
-            .iter()
-            .map(|m| (m.interface.as_str(), m.mac.as_str()))
-            .collect();
         assert_eq!(
-            pairs,
+            pairs(&read_from(dir.path())),
             [
                 ("eth0", "52:54:00:ab:cd:01"),
                 ("wlan0", "02:11:22:33:44:55")
             ]
         );
         assert!(read_from(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn virtual_and_down_interfaces_are_left_out_whatever_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // The ones seen on a real lab machine: ifb0/ifb1 (no device), plus a bridge and a
+        // veth with innocent names, a physical NIC without a cable, and the one that wakes.
+        interface(root, "ifb0", "1", "a6:1c:00:00:00:01", true, false).unwrap();
+        interface(root, "ifb1", "1", "a6:1c:00:00:00:02", true, false).unwrap();
+        interface(root, "lan", "1", "02:00:00:00:00:03", true, false).unwrap();
+        interface(root, "uplink", "1", "02:00:00:00:00:04", true, false).unwrap();
+        interface(root, "enp3s0", "1", "52:54:00:00:00:05", false, true).unwrap();
+        interface(root, "enp2s0", "1", "52:54:00:00:00:06", true, true).unwrap();
+        // An operstate file that is missing or "unknown" is not "up".
+        interface(root, "enp4s0", "1", "52:54:00:00:00:07", true, true).unwrap();
+        std::fs::write(root.join("enp4s0/operstate"), "unknown\n").unwrap();
+        assert_eq!(pairs(&read_from(root)), [("enp2s0", "52:54:00:00:00:06")]);
     }
 }

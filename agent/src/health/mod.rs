@@ -101,7 +101,7 @@ impl HealthProbe {
             } else {
                 config.testing.fake_logged_in_users.or_else(users::count)
             },
-            macs: macs::read(),
+            macs: macs::read(config.testing.fake_sysfs_net.as_deref()),
         }
     }
 

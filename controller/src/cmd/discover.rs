@@ -138,7 +138,8 @@ fn known(inventory: &Inventory, a: &Announcement) -> Option<String> {
         .map(|h| h.name.clone())
 }
 
-/// Runs `discover`: probe, print, and with `write` add new agents to the inventory.
+/// Runs `discover`: probe, print, and with `write` add new agents to the inventory (to
+/// `group` too, when given).
 ///
 /// # Errors
 /// Sockets, or writing the inventory. With an Ansible inventory, `write` prints the lines to
@@ -149,6 +150,7 @@ pub async fn run(
     port: u16,
     window: Duration,
     write: bool,
+    group: Option<&str>,
     mode: Mode,
 ) -> Result<bool, DiscoverError> {
     let ansible = inventory.format.filter(|f| f.is_ansible());
@@ -222,14 +224,14 @@ pub async fn run(
         (format, paste_snippet(format, &hosts))
     });
     if ansible.is_none() && !new_hosts.is_empty() {
-        add_hosts(&inventory.path, &new_hosts)?;
+        add_hosts(&inventory.path, &new_hosts, group)?;
     }
     match mode {
         Mode::Table => {
             if found.is_empty() {
-                println!("no agent answered (agents answer only with --discoverable)");
+                crate::outln!("no agent answered (agents answer only with --discoverable)");
             } else {
-                print!(
+                crate::out!(
                     "{}",
                     render_table(
                         &["NAME", "ADDRESS", "PORT", "FINGERPRINT", "INVENTORY"],
@@ -237,16 +239,16 @@ pub async fn run(
                         &[2]
                     )
                 );
-                println!("{} agent{} found", found.len(), plural(found.len()));
+                crate::outln!("{} agent{} found", found.len(), plural(found.len()));
             }
             if let Some((format, text)) = &paste {
-                println!(
+                crate::outln!(
                     "\nlightsout does not edit Ansible inventories; add these to {} ({}):\n{text}",
                     display(&inventory.path),
                     paste_where(*format)
                 );
             } else if !new_hosts.is_empty() {
-                println!(
+                crate::outln!(
                     "added {} host{} to {}",
                     new_hosts.len(),
                     plural(new_hosts.len()),
@@ -254,7 +256,7 @@ pub async fn run(
                 );
             }
         }
-        Mode::Json => println!(
+        Mode::Json => crate::outln!(
             "{}",
             render::json_text(&json!({
                 "command": "discover", "agents": objects,
@@ -264,7 +266,7 @@ pub async fn run(
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{}", render::json_text(&o));
+                crate::outln!("{}", render::json_text(&o));
             }
         }
     }

@@ -102,7 +102,7 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
         .collect();
     match mode {
         Mode::Table => {
-            print!(
+            crate::out!(
                 "{}",
                 render_table(
                     &[
@@ -122,13 +122,13 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
                 Some(f) => format!("{} ({f})", inventory.path.display()),
                 None => format!("no inventory at {}", inventory.path.display()),
             };
-            println!(
+            crate::outln!(
                 "{} host{} — {source}",
                 hosts.len(),
                 if hosts.len() == 1 { "" } else { "s" }
             );
         }
-        Mode::Json => println!(
+        Mode::Json => crate::outln!(
             "{}",
             render::json_text(&json!({
                 "inventory": inventory.path, "format": inventory.format.map(|f| f.to_string()),
@@ -137,7 +137,7 @@ pub fn list(inventory: &Inventory, hosts: &[Host], mode: Mode) {
         ),
         Mode::Jsonl => {
             for o in objects {
-                println!("{}", render::json_text(&o));
+                crate::outln!("{}", render::json_text(&o));
             }
         }
     }
@@ -223,7 +223,7 @@ pub async fn learn(
             .iter()
             .map(|(name, macs)| (name.clone(), vec![("lightsout_mac", mac_list(macs))]))
             .collect();
-        println!(
+        crate::outln!(
             "\nlightsout does not edit Ansible inventories; add these to {} ({}):\n{}",
             inventory.path.display(),
             paste_where(format),

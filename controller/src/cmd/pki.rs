@@ -69,12 +69,12 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> Result<(), PkiCommandError>
     match cmd {
         PkiCommand::Init => {
             ca::init(&home)?;
-            println!(
+            crate::outln!(
                 "created the lab CA and this machine's certificates in {}",
                 home.dir().display()
             );
-            println!("CA certificate: {}", home.ca_cert().display());
-            println!(
+            crate::outln!("CA certificate: {}", home.ca_cert().display());
+            crate::outln!(
                 "keep {} private: whoever holds it can issue certificates; back it up now \
                  (README: \"Backing up the CA\")",
                 home.ca_key().display()
@@ -97,10 +97,10 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> Result<(), PkiCommandError>
             };
             let revoked = crl::revoke(&home, &ca, &selector)?;
             if revoked.is_empty() {
-                println!("nothing newly revoked; CRL rewritten");
+                crate::outln!("nothing newly revoked; CRL rewritten");
             }
             for r in &revoked {
-                println!(
+                crate::outln!(
                     "revoked {} (serial {})",
                     if r.name.is_empty() {
                         "a certificate not in the index"
@@ -110,7 +110,7 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> Result<(), PkiCommandError>
                     r.serial
                 );
             }
-            println!(
+            crate::outln!(
                 "CRL: {} — copy it to the agents and reload them (SIGHUP)",
                 home.crl().display()
             );
@@ -175,13 +175,13 @@ pub fn run(cmd: &PkiCommand, home: Option<&Path>) -> Result<(), PkiCommandError>
                 .collect::<Vec<_>>();
             issue_and_write(&home, &ca, opts, out, true)?;
             if kind == CertKind::Agent {
-                println!(
+                crate::outln!(
                     "names: {name}{}{} (add any missing with --ip/--dns)",
                     if names.is_empty() { "" } else { ", " },
                     names.join(", ")
                 );
             }
-            println!(
+            crate::outln!(
                 "renews serial {} (expires {}); once the new certificate is installed: \
                  lightsout pki revoke --serial {}",
                 previous.serial,
@@ -269,16 +269,16 @@ fn issue_and_write(
     match target {
         Target::Bundle(bundle) => {
             issued.write_bundle(&bundle, ca.cert_pem())?;
-            println!(
+            crate::outln!(
                 "bundle (certificate, CA certificate, key; mode 0600): {}",
                 bundle.display()
             );
             match opts.kind {
-                CertKind::Agent => println!(
+                CertKind::Agent => crate::outln!(
                     "copy it to the agent machine securely, as /etc/lightsout/agent-bundle.pem \
                      (mode 0600)"
                 ),
-                CertKind::Controller => println!(
+                CertKind::Controller => crate::outln!(
                     "copy it to the controller machine securely, as \
                      ~/.config/lightsout/controller-bundle.pem (mode 0600), and use it with \
                      `lightsout --bundle FILE` or LIGHTSOUT_BUNDLE=FILE"
@@ -287,18 +287,18 @@ fn issue_and_write(
         }
         Target::Files(cert, key) => {
             issued.write(&cert, &key)?;
-            println!("certificate: {}", cert.display());
-            println!(
+            crate::outln!("certificate: {}", cert.display());
+            crate::outln!(
                 "private key: {} (mode 0600; copy it to the machine securely)",
                 key.display()
             );
-            println!(
+            crate::outln!(
                 "CA certificate to install with it: {}",
                 home.ca_cert().display()
             );
         }
     }
-    println!(
+    crate::outln!(
         "serial {}, valid until {}",
         issued.serial,
         date(issued.not_after_unix)
@@ -315,9 +315,14 @@ enum Target {
 fn list(home: &Home, expiring: Option<Duration>) -> Result<(), PkiCommandError> {
     let revoked = crl::revoked_serials_index(home)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    println!(
+    crate::outln!(
         "{:<11} {:<28} {:<9} {:<10} {:<10} {:<18} SERIAL",
-        "KIND", "NAME", "ROLE", "ISSUED", "EXPIRES", "STATUS"
+        "KIND",
+        "NAME",
+        "ROLE",
+        "ISSUED",
+        "EXPIRES",
+        "STATUS"
     );
     for r in crl::list_issued(home)? {
         let revoked_at = revoked.get(&crl::canonical_serial(&r.serial));
@@ -332,7 +337,7 @@ fn list(home: &Home, expiring: Option<Duration>) -> Result<(), PkiCommandError> 
                 continue;
             }
         }
-        println!(
+        crate::outln!(
             "{:<11} {:<28} {:<9} {:<10} {:<10} {:<18} {}",
             r.kind,
             r.name,

@@ -13,7 +13,9 @@
 //!    skipped, each host's boot identity is recorded; a host that does not answer is failed
 //!    and sent nothing.
 //! 4. **Confirmation** on the terminal: what will happen, to which hosts, which are skipped.
-//! 5. **Batches** (`--batch N --stagger D`): N hosts at a time, a pause between batches; with
+//! 5. **Batches** (`--batch N|P% --stagger D --max-fail N|P%`): N hosts (or P% of them) at a
+//!    time, a pause between batches; after a batch with more failures than `--max-fail` (see
+//!    [`crate::batch`]) the rest are not sent (reported skipped, with the reason). With
 //!    `--wait` each batch must be back before the next starts, and if any host of a batch does
 //!    not come back the rest are not started (skipped) — a rolling restart stops at the
 //!    first sign of trouble.
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use lightsout_protocol::{PowerAction, PowerParams, Reply, Request, RequestEnvelope};
 
+use crate::batch::Share;
 use crate::duration::human;
 use crate::fanout::{FanOut, echo_request, new_request_id};
 use crate::inventory::Host;
@@ -58,11 +61,14 @@ pub enum PowerError {
     },
     /// This machine was named explicitly without `--include-self`.
     #[error(
-        "refusing to {verb} {host}: it is this machine (the controller runs here, host name {hostname}). Name it explicitly and add --include-self to really do it. Nothing was sent."
+        "refusing to {verb} {host}: it is this machine (the controller runs here, host name {hostname}). Name it explicitly and add --include-self to really do it. No {action} was sent."
     )]
     ThisMachine {
         /// `shut down` or `restart`.
         verb: &'static str,
+        /// `shutdown` or `restart`: what was not sent (an echo was: the self-check that
+        /// asked whether its agent is a dry-run one).
+        action: &'static str,
         /// The host as named (sanitised).
         host: String,
         /// This machine's host name (sanitised).
@@ -93,8 +99,10 @@ pub struct PowerJob {
     pub yes: bool,
     /// Skip hosts with logged-in users.
     pub skip_busy: bool,
-    /// Hosts per batch (all at once when `None`).
-    pub batch: Option<usize>,
+    /// Hosts per batch, a number or a share of them (all at once when `None`).
+    pub batch: Option<Share>,
+    /// When a rolling run stops: more than so many failures (see [`crate::batch`]).
+    pub max_fail: Option<Share>,
     /// Pause between batches.
     pub stagger: Duration,
     /// Allow this machine when named explicitly.
@@ -199,6 +207,7 @@ async fn protect_self(
         } else if r.host.explicit {
             return Err(PowerError::ThisMachine {
                 verb: job.verb(),
+                action: job.action.as_str(),
                 host: sanitize(&r.host.label()),
                 hostname: sanitize(local.hostname()),
             });
@@ -296,11 +305,15 @@ async fn send_in_batches(
         PowerAction::Shutdown => Request::Shutdown(job.params.clone()),
         PowerAction::Restart => Request::Restart(job.params.clone()),
     };
-    let size = job.batch.unwrap_or(to_send.len()).max(1);
+    let size = job
+        .batch
+        .map_or(to_send.len(), |b| b.batch_size(to_send.len()))
+        .max(1);
     let batches: Vec<Vec<Host>> = to_send.chunks(size).map(<[Host]>::to_vec).collect();
     let count = batches.len();
     let mut out = Vec::new();
     let mut stop_reason: Option<String> = None;
+    let mut failed_so_far = 0;
     for (i, batch) in batches.into_iter().enumerate() {
         if let Some(reason) = &stop_reason {
             for host in batch {
@@ -340,6 +353,24 @@ async fn send_in_batches(
                 results
             }
         };
+        let failed_in_batch = results
+            .iter()
+            .filter(|r| r.status() == Status::Failed)
+            .count();
+        failed_so_far += failed_in_batch;
+        if let Some(max) = job
+            .max_fail
+            .filter(|_| stop_reason.is_none() && i + 1 < count)
+            && max.exceeded(failed_so_far, failed_in_batch, results.len())
+        {
+            let reason = format!(
+                "not sent: stopped after batch {}/{count}, {failed_in_batch} of its {} hosts failed ({failed_so_far} so far), more than --max-fail {max}",
+                i + 1,
+                results.len()
+            );
+            live.note(&reason);
+            stop_reason = Some(reason);
+        }
         out.extend(results);
     }
     out

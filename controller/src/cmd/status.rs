@@ -15,7 +15,7 @@ pub async fn run(fanout: &FanOut, hosts: &[Host], mode: Mode) -> bool {
     let (live, results) = super::send_to_all(fanout, "status", hosts, request, false, mode).await;
     if mode == Mode::Table {
         live.clear();
-        print!("{}", render::status_board(&results));
+        crate::out!("{}", render::status_board(&results));
     } else {
         live.finish(&results);
     }

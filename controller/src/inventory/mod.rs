@@ -150,6 +150,12 @@ impl Host {
 /// Why an inventory cannot be used, or a target not resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
+    /// The inventory named with `--inventory` (or `LIGHTSOUT_INVENTORY`) does not exist.
+    #[error(
+        "no inventory at {}: create it (see inventory.example.toml), or point --inventory (or LIGHTSOUT_INVENTORY) at an existing file or directory",
+        .0.display()
+    )]
+    Missing(PathBuf),
     /// The file cannot be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -298,9 +304,15 @@ impl Inventory {
         if path.is_dir() {
             return ansible::load_dir(path);
         }
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                InventoryError::Missing(path.to_path_buf())
+            } else {
+                InventoryError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         })?;
         let ext = path
             .extension()

@@ -241,17 +241,20 @@ pub fn record_macs(path: &Path, updates: &[(String, Vec<MacAddr>)]) -> Result<()
     write_document(path, &doc)
 }
 
-/// Adds hosts (creating the file if needed). Hosts whose name is taken are left alone.
+/// Adds hosts (creating the file if needed), and with `group` puts them in that group
+/// (created if needed, its other members kept). Hosts whose name is taken are left alone.
 ///
 /// # Errors
-/// The file cannot be read, parsed or written.
-pub fn add_hosts(path: &Path, new: &[NewHost]) -> Result<(), InventoryError> {
+/// The file cannot be read, parsed or written, or `groups` or the group is not a list.
+pub fn add_hosts(path: &Path, new: &[NewHost], group: Option<&str>) -> Result<(), InventoryError> {
     let mut doc = read_document(path)?;
     let hosts = hosts_table(&mut doc, path)?;
+    let mut added = Vec::new();
     for h in new {
         if hosts.contains_key(&h.name) {
             continue;
         }
+        added.push(h.name.clone());
         let mut t = toml_edit::Table::new();
         t.insert("address", toml_edit::value(h.address.clone()));
         if let Some(port) = h.port {
@@ -265,6 +268,27 @@ pub fn add_hosts(path: &Path, new: &[NewHost]) -> Result<(), InventoryError> {
             t.decor_mut().set_prefix(format!("\n# {clean}\n"));
         }
         hosts.insert(&h.name, toml_edit::Item::Table(t));
+    }
+    if let Some(group) = group.filter(|_| !added.is_empty()) {
+        let invalid = |message: String| InventoryError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let groups = doc
+            .entry("groups")
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+            .as_table_like_mut()
+            .ok_or_else(|| invalid("`groups` must be a table of NAME = [members]".into()))?;
+        let members = groups
+            .entry(group)
+            .or_insert(toml_edit::Item::Value(toml_edit::Array::new().into()))
+            .as_array_mut()
+            .ok_or_else(|| invalid(format!("group {group:?} must be a list of members")))?;
+        for name in added {
+            if !members.iter().any(|m| m.as_str() == Some(name.as_str())) {
+                members.push(name);
+            }
+        }
     }
     write_document(path, &doc)
 }
@@ -337,6 +361,7 @@ mod tests {
                     comment: None,
                 },
             ],
+            None,
         )
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -370,6 +395,7 @@ mod tests {
                 tls_name: None,
                 comment: None,
             }],
+            None,
         )
         .unwrap();
         assert_eq!(Inventory::load(&fresh).unwrap().hosts().count(), 1);
@@ -377,5 +403,57 @@ mod tests {
         let before = std::fs::read_to_string(&path).unwrap();
         assert!(record_macs(&path, &[("ghost".into(), vec![mac("52:54:00:00:00:01")])]).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn new_hosts_join_a_group_created_or_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.toml");
+        std::fs::write(
+            &path,
+            "[hosts.lab-01]\naddress = \"10.0.0.21\"\n\n[groups]\nroom = [\"lab-01\"] # front\n",
+        )
+        .unwrap();
+        let host = |name: &str, address: &str| NewHost {
+            name: name.into(),
+            address: address.into(),
+            port: None,
+            tls_name: None,
+            comment: None,
+        };
+        add_hosts(&path, &[host("lab-02", "10.0.0.22")], Some("room")).unwrap();
+        add_hosts(
+            &path,
+            &[host("lab-03", "10.0.0.23"), host("lab-01", "10.9.9.9")],
+            Some("found"),
+        )
+        .unwrap();
+        let inv = Inventory::load(&path).unwrap();
+        let members = |expr: &str| -> Vec<String> {
+            inv.resolve(&[expr.to_owned()])
+                .unwrap()
+                .into_iter()
+                .filter_map(|h| h.name)
+                .collect()
+        };
+        assert_eq!(members("@room"), ["lab-01", "lab-02"]);
+        assert_eq!(
+            members("@found"),
+            ["lab-03"],
+            "a host already in the file is not new"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("# front"), "{text}");
+        // A group that is not a list is an error naming it, and the file stays as it was.
+        std::fs::write(&path, "[groups.odd]\nx = 1\n").unwrap();
+        let err = add_hosts(&path, &[host("lab-04", "10.0.0.24")], Some("odd")).unwrap_err();
+        assert!(
+            err.to_string().contains("group \"odd\" must be a list"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[groups.odd]\nx = 1\n"
+        );
     }
 }
