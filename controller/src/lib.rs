@@ -12,6 +12,7 @@
 //! - [`print`](mod@print): where results are printed: the progress bar, results as they
 //!   arrive and at the end.
 //! - [`local`]: recognising the machine the controller runs on.
+//! - [`man`]: the man pages, one per subcommand, with the sections clap cannot know.
 //!
 //! Inside the crate:
 //! - `client`: one connection to one agent ([`Client`]): connect, handshake,
@@ -35,6 +36,7 @@ pub(crate) mod error;
 pub mod fanout;
 pub mod inventory;
 pub mod local;
+pub mod man;
 pub mod print;
 pub(crate) mod render;
 pub mod result;

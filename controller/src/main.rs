@@ -34,9 +34,8 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
             clap_complete::generate(shell, &mut cmd, "lightsout", &mut std::io::stdout());
             true
         }
-        Work::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        Work::Man(out_dir) => {
+            lightsout_controller::man::run(out_dir.as_deref())?;
             true
         }
         Work::Pki { cmd, home } => {
