@@ -242,6 +242,13 @@ fn see_also(cmd: &clap::Command, main: bool, roff: &mut Roff) {
 mod tests {
     use super::*;
 
+    /// The `.TH` line (roff may put string definitions before it).
+    fn title(page: &str) -> &str {
+        page.lines()
+            .find(|l| l.starts_with(".TH "))
+            .unwrap_or_default()
+    }
+
     #[test]
     fn every_subcommand_gets_a_page_in_section_8() {
         let dir = tempfile::tempdir().unwrap();
@@ -259,12 +266,12 @@ mod tests {
             assert!(names.iter().any(|n| n == page), "{page} in {names:?}");
         }
         let main = std::fs::read_to_string(dir.path().join("lightsout-agent.8")).unwrap();
-        assert!(main.starts_with(".TH lightsout-agent 8"), "{main}");
+        assert!(title(&main).starts_with(".TH lightsout-agent 8"), "{main}");
         assert!(main.contains(".SH SIGNALS") && main.contains("/etc/lightsout/agent.toml"));
         let tail =
             std::fs::read_to_string(dir.path().join("lightsout-agent-audit-tail.8")).unwrap();
         assert!(
-            tail.starts_with(".TH lightsout-agent-audit-tail 8"),
+            title(&tail).starts_with(".TH lightsout-agent-audit-tail 8"),
             "{tail}"
         );
         assert!(tail.contains(".SH FILES"));

@@ -142,9 +142,12 @@ pub fn file_settings(args: &Args) -> Result<FileSettings, ConfigError> {
 /// The service's configuration file, when `args` is an `audit` command that names no other
 /// place and the file exists.
 fn service_config_for(args: &Args) -> Option<&'static Path> {
+    service_config_at(args, Path::new(SERVICE_CONFIG))
+}
+
+fn service_config_at<'a>(args: &Args, path: &'a Path) -> Option<&'a Path> {
     let reads_audit = matches!(args.command, Some(AgentCommand::Audit(_)));
     let told_where = args.home.is_some() || args.audit_log.is_some();
-    let path = Path::new(SERVICE_CONFIG);
     (reads_audit && !told_where && path.is_file()).then_some(path)
 }
 
@@ -340,6 +343,63 @@ mod tests {
     fn args(extra: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("lightsout-agent").chain(extra.iter().copied()))
             .unwrap()
+    }
+
+    #[test]
+    fn audit_tail_reads_the_service_config_unless_told_another_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = dir.path().join("agent.toml");
+        std::fs::write(&service, "home = \"/var/lib/lightsout\"\n").unwrap();
+        let with = |extra: &[&str]| {
+            // LIGHTSOUT_HOME in the test's environment would count as --home.
+            let mut a = args(extra);
+            if !extra.contains(&"--home") {
+                a.home = None;
+            }
+            service_config_at(&a, &service).map(Path::to_path_buf)
+        };
+        assert_eq!(with(&["audit", "tail"]), Some(service.clone()));
+        assert_eq!(with(&["audit", "tail", "--home", "/x"]), None);
+        assert_eq!(with(&["audit", "tail", "--audit-log", "/x/a.jsonl"]), None);
+        assert_eq!(with(&[]), None, "the agent itself reads only --config");
+        assert_eq!(with(&["--check-config"]), None);
+        let a = args(&["audit", "tail"]);
+        let missing = dir.path().join("missing.toml");
+        assert!(
+            a.home.is_some() || service_config_at(&a, &missing).is_none(),
+            "no file, no default"
+        );
+    }
+
+    #[test]
+    fn an_unwritable_audit_log_names_where_its_path_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let log = AuditLog::new(missing.join("audit.jsonl"));
+        let name =
+            |a: &Args, f: &FileSettings| check_audit_log(a, f, &log).unwrap_err().to_string();
+        let none = FileSettings::default();
+        let err = name(&args(&[]), &none);
+        assert!(
+            err.contains("HOME/audit.jsonl") && err.contains("`home`"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&missing.join("audit.jsonl").display().to_string()),
+            "{err}"
+        );
+        let err = name(&args(&["--audit-log", "x"]), &none);
+        assert!(err.contains("(--audit-log)"), "{err}");
+        let file = FileSettings::parse(
+            "[audit]\npath = \"a.jsonl\"\n",
+            &dir.path().join("agent.toml"),
+        )
+        .unwrap();
+        let err = name(&args(&["--config", "/etc/x.toml"]), &file);
+        assert!(err.contains("[audit] path in /etc/x.toml"), "{err}");
+
+        let writable = AuditLog::new(dir.path().join("audit.jsonl"));
+        assert!(check_audit_log(&args(&[]), &none, &writable).is_ok());
     }
 
     #[test]
