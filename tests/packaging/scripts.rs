@@ -167,6 +167,13 @@ fn maintainer_scripts_start_nothing_on_install_restart_on_upgrade_stop_on_remove
     };
     let world = World::new(&installed);
     world.systemd_running(true);
+    // cargo-deb inserts its fragments at every debhelper token: exactly once each.
+    let postinst = std::fs::read_to_string(world.control.join("postinst")).unwrap();
+    assert_eq!(
+        postinst.matches("deb-systemd-invoke try-restart").count(),
+        1,
+        "{postinst}"
+    );
 
     // A fresh install: systemd learns of the unit, nothing is enabled or started (the
     // machine's bundle is not there yet), and the state directory exists for --check-config.
