@@ -31,7 +31,7 @@ pub fn run(out_dir: Option<&Path>) -> io::Result<()> {
 /// # Errors
 /// The directory or a page cannot be written.
 pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| naming(dir, e))?;
     let mut written = Vec::new();
     write_tree(&command(), dir, &mut written)?;
     Ok(written)
@@ -53,11 +53,19 @@ fn subcommands(cmd: &clap::Command) -> impl Iterator<Item = &clap::Command> {
     cmd.get_subcommands().filter(|s| !s.is_hide_set())
 }
 
+/// `e`, with the file or directory it concerns in its message (`--out-dir` may be wrong).
+fn naming(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("--out-dir: {}: {e}", path.display()))
+}
+
 fn write_tree(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> io::Result<()> {
     let path = dir.join(format!("{}.{SECTION}", page_name(cmd)));
-    let mut file = io::BufWriter::new(std::fs::File::create(&path)?);
-    render(cmd, &mut file)?;
-    file.flush()?;
+    let write = || {
+        let mut file = io::BufWriter::new(std::fs::File::create(&path)?);
+        render(cmd, &mut file)?;
+        file.flush()
+    };
+    write().map_err(|e| naming(&path, e))?;
     written.push(path);
     for sub in subcommands(cmd) {
         write_tree(sub, dir, written)?;
@@ -308,6 +316,18 @@ mod tests {
     fn has_section(page: &str, name: &str) -> bool {
         page.lines()
             .any(|l| l == format!(".SH {name}") || l == format!(".SH \"{name}\""))
+    }
+
+    #[test]
+    fn an_unusable_out_dir_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = write_all(&file.join("man")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--out-dir: ") && err.contains(&file.join("man").display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]
