@@ -356,6 +356,15 @@ impl AuditLog {
         *self.file.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
+    /// Opens the file as [`write`](Self::write) would (creating it if missing) and closes it
+    /// again: whether lines can be written there at all.
+    ///
+    /// # Errors
+    /// The file cannot be opened for appending (missing or read-only directory, permissions).
+    pub fn check_writable(&self) -> std::io::Result<()> {
+        open(&self.path).map(drop)
+    }
+
     /// Appends `entry`; with `durable`, also waits until it is on disk. The single writer of
     /// the log.
     ///

@@ -174,9 +174,17 @@ pub enum AgentCommand {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
-    /// Read the audit log.
+    /// Print the man page (roff) to stdout, or write every page (one per subcommand) into a
+    /// directory.
+    Man {
+        /// Write lightsout-agent.8 and a page per subcommand (lightsout-agent-audit-tail.8,
+        /// ...) here.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Read the audit log: the packaged service's (its configuration,
+    /// /etc/lightsout/agent.toml, says where) unless --config, --home or --audit-log names
+    /// another.
     #[command(subcommand)]
     Audit(AuditCommand),
 }

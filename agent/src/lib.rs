@@ -36,6 +36,7 @@
 //! - [`config`]: the validated [`Config`] and its [`Limits`]; [`resolve`] builds it from the
 //!   command line ([`cli`]), the environment and the file ([`settings`]).
 //! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
+//! - [`man`]: the man pages, one per subcommand, with the packaged files and signals.
 //! - `privilege`: whether this process may power the machine off.
 //! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`).
 
@@ -51,6 +52,7 @@ pub(crate) mod handshakes;
 pub(crate) mod health;
 pub mod last_action;
 pub mod listener;
+pub mod man;
 pub mod policy;
 pub(crate) mod power;
 pub(crate) mod privilege;

@@ -49,6 +49,7 @@ fn spawn_reloader(access: Arc<Access>, audit: Arc<AuditLog>) {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             audit.reopen();
+            tracing::info!(path = %audit.path().display(), "SIGHUP: the audit log is reopened at its next line (log rotation)");
             match access.reload() {
                 None => {}
                 Some(Ok(reloaded)) => {
@@ -147,6 +148,7 @@ fn audit_tail(args: &Args, file: &FileSettings, lines: usize, json: bool) -> any
 
 fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
     let resolved = Config::resolve(args, file)?;
+    resolve::check_audit_log(args, file, &resolved.audit)?;
     let state = resolved.access.current();
     // The TLS files loaded (key modes checked); now their dates, which rustls would only
     // refuse at the first handshake.
@@ -218,11 +220,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
             stdout::bytes(&script);
             return Ok(());
         }
-        Some(AgentCommand::Man) => {
-            let cmd = <Args as clap::CommandFactory>::command();
-            let mut page = Vec::new();
-            clap_mangen::Man::new(cmd).section("8").render(&mut page)?;
-            stdout::bytes(&page);
+        Some(AgentCommand::Man { out_dir }) => {
+            lightsout_agent::man::run(out_dir.as_deref())?;
             return Ok(());
         }
         _ => {}

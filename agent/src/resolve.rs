@@ -13,14 +13,20 @@ use lightsout_protocol::DEFAULT_PORT;
 
 use crate::access::{Access, AccessError, AccessSources};
 use crate::audit::AuditLog;
-use crate::cli::Args;
+use crate::cli::{AgentCommand, Args};
 use crate::config::{Config, LimitError, Limits};
 use crate::discovery::AgentIdentity;
 use crate::replay::ReplayMemory;
 
+use crate::settings::{FileSettings, LimitsSection};
+
 /// The replay memory's file, in the home directory.
 pub const REPLAY_FILE: &str = "replay.jsonl";
-use crate::settings::{FileSettings, LimitsSection};
+
+/// The packaged service's configuration file (the unit runs `lightsout-agent --config` with
+/// it). `audit tail` reads it when told no other place, so that `sudo lightsout-agent audit
+/// tail` on a packaged machine shows the service's log rather than root's own home.
+pub const SERVICE_CONFIG: &str = "/etc/lightsout/agent.toml";
 
 /// Everything decided from the command line, environment and file, before any I/O on the
 /// network.
@@ -92,6 +98,20 @@ pub enum ConfigError {
         "listen address {0:?} (--listen, or `listen` in the config file): expected ADDR:PORT, ADDR or PORT (e.g. 0.0.0.0:{DEFAULT_PORT})"
     )]
     Listen(String),
+    /// The audit log cannot be opened for writing where it is configured: power actions
+    /// would all be refused.
+    #[error(
+        "audit log {}: cannot be opened for writing ({key}): {source}; create its directory or make it writable, or choose another path",
+        path.display()
+    )]
+    AuditLog {
+        /// The file.
+        path: PathBuf,
+        /// Where the path came from: the option or key to change.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// `--simulate-reboot` on an agent that would power off for real.
     #[error("--simulate-reboot is a test facility for dry-run agents: add --dry-run")]
     SimulateRebootNeedsDryRun,
@@ -114,15 +134,32 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
     Err(ConfigError::Listen(s.to_owned()))
 }
 
-/// The configuration file named by `--config`, or defaults.
+/// The configuration file named by `--config`, or defaults. `audit tail` told neither
+/// `--config`, `--home` nor `--audit-log` reads the packaged service's file
+/// ([`SERVICE_CONFIG`]) when there is one: the log an administrator means is the service's.
 ///
 /// # Errors
 /// The file cannot be read or is invalid.
 pub fn file_settings(args: &Args) -> Result<FileSettings, ConfigError> {
     match &args.config {
         Some(path) => Ok(FileSettings::load(path)?),
-        None => Ok(FileSettings::default()),
+        None => match service_config_for(args) {
+            Some(path) => Ok(FileSettings::load(path)?),
+            None => Ok(FileSettings::default()),
+        },
     }
+}
+
+/// The service's configuration file, when `args` is an `audit` command that names no other
+/// place and the file exists.
+fn service_config_for(args: &Args) -> Option<&'static Path> {
+    service_config_at(args, Path::new(SERVICE_CONFIG))
+}
+
+fn service_config_at<'a>(args: &Args, path: &'a Path) -> Option<&'a Path> {
+    let reads_audit = matches!(args.command, Some(AgentCommand::Audit(_)));
+    let told_where = args.home.is_some() || args.audit_log.is_some();
+    (reads_audit && !told_where && path.is_file()).then_some(path)
 }
 
 /// The home directory: `--home`, else the file's `home`, else the default.
@@ -139,6 +176,36 @@ pub fn audit_path(args: &Args, file: &FileSettings, home: &Home) -> PathBuf {
         .clone()
         .or_else(|| file.audit.path.clone())
         .unwrap_or_else(|| home.dir().join("audit.jsonl"))
+}
+
+/// Checks that the audit log opens for writing as the agent will open it (created if
+/// missing, mode 0600): a missing or read-only directory is found now, not at the first
+/// refused power action.
+///
+/// # Errors
+/// [`ConfigError::AuditLog`] naming the option or key that set the path.
+pub fn check_audit_log(
+    args: &Args,
+    file: &FileSettings,
+    audit: &AuditLog,
+) -> Result<(), ConfigError> {
+    audit.check_writable().map_err(|source| {
+        let key = if args.audit_log.is_some() {
+            "--audit-log".to_owned()
+        } else if file.audit.path.is_some() {
+            match &args.config {
+                Some(config) => format!("[audit] path in {}", config.display()),
+                None => "[audit] path".to_owned(),
+            }
+        } else {
+            "the default HOME/audit.jsonl: `home` in the configuration file, --home or LIGHTSOUT_HOME; or set [audit] path".to_owned()
+        };
+        ConfigError::AuditLog {
+            path: audit.path().to_path_buf(),
+            key,
+            source,
+        }
+    })
 }
 
 fn tls_files(args: &Args, file: &FileSettings, home: &Home) -> Result<TlsFiles, ConfigError> {
@@ -300,6 +367,63 @@ mod tests {
     fn args(extra: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("lightsout-agent").chain(extra.iter().copied()))
             .unwrap()
+    }
+
+    #[test]
+    fn audit_tail_reads_the_service_config_unless_told_another_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = dir.path().join("agent.toml");
+        std::fs::write(&service, "home = \"/var/lib/lightsout\"\n").unwrap();
+        let with = |extra: &[&str]| {
+            // LIGHTSOUT_HOME in the test's environment would count as --home.
+            let mut a = args(extra);
+            if !extra.contains(&"--home") {
+                a.home = None;
+            }
+            service_config_at(&a, &service).map(Path::to_path_buf)
+        };
+        assert_eq!(with(&["audit", "tail"]), Some(service.clone()));
+        assert_eq!(with(&["audit", "tail", "--home", "/x"]), None);
+        assert_eq!(with(&["audit", "tail", "--audit-log", "/x/a.jsonl"]), None);
+        assert_eq!(with(&[]), None, "the agent itself reads only --config");
+        assert_eq!(with(&["--check-config"]), None);
+        let a = args(&["audit", "tail"]);
+        let missing = dir.path().join("missing.toml");
+        assert!(
+            a.home.is_some() || service_config_at(&a, &missing).is_none(),
+            "no file, no default"
+        );
+    }
+
+    #[test]
+    fn an_unwritable_audit_log_names_where_its_path_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let log = AuditLog::new(missing.join("audit.jsonl"));
+        let name =
+            |a: &Args, f: &FileSettings| check_audit_log(a, f, &log).unwrap_err().to_string();
+        let none = FileSettings::default();
+        let err = name(&args(&[]), &none);
+        assert!(
+            err.contains("HOME/audit.jsonl") && err.contains("`home`"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&missing.join("audit.jsonl").display().to_string()),
+            "{err}"
+        );
+        let err = name(&args(&["--audit-log", "x"]), &none);
+        assert!(err.contains("(--audit-log)"), "{err}");
+        let file = FileSettings::parse(
+            "[audit]\npath = \"a.jsonl\"\n",
+            &dir.path().join("agent.toml"),
+        )
+        .unwrap();
+        let err = name(&args(&["--config", "/etc/x.toml"]), &file);
+        assert!(err.contains("[audit] path in /etc/x.toml"), "{err}");
+
+        let writable = AuditLog::new(dir.path().join("audit.jsonl"));
+        assert!(check_audit_log(&args(&[]), &none, &writable).is_ok());
     }
 
     #[test]

@@ -166,8 +166,13 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page (roff) to stdout, or write every page (one per subcommand) into a
+    /// directory.
+    Man {
+        /// Write lightsout.1 and a page per subcommand (lightsout-shutdown.1, ...) here.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

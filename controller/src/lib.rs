@@ -13,6 +13,7 @@
 //! - [`print`](mod@print): where results are printed: the progress bar, results as they
 //!   arrive and at the end.
 //! - [`local`]: recognising the machine the controller runs on.
+//! - [`man`]: the man pages, one per subcommand, with the sections clap cannot know.
 //! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`, `out!`).
 //!
 //! Inside the crate:
@@ -43,6 +44,7 @@ pub(crate) mod error;
 pub mod fanout;
 pub mod inventory;
 pub mod local;
+pub mod man;
 pub mod print;
 pub(crate) mod render;
 pub mod result;

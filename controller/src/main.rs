@@ -38,11 +38,8 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
             stdout::bytes(&script);
             true
         }
-        Work::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            let mut page = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut page)?;
-            stdout::bytes(&page);
+        Work::Man(out_dir) => {
+            lightsout_controller::man::run(out_dir.as_deref())?;
             true
         }
         Work::Pki { cmd, home } => {

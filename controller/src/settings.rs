@@ -37,8 +37,8 @@ pub struct Settings {
 pub enum Work {
     /// `completions SHELL`.
     Completions(clap_complete::Shell),
-    /// `man`.
-    Man,
+    /// `man [--out-dir DIR]`.
+    Man(Option<PathBuf>),
     /// `pki ...`: it finds its home directory itself.
     Pki {
         cmd: PkiCommand,
@@ -107,7 +107,7 @@ impl Settings {
         let mode = Mode::from_flags(global.json, global.jsonl);
         let work = match cli.command {
             Command::Completions { shell } => Work::Completions(shell),
-            Command::Man => Work::Man,
+            Command::Man { out_dir } => Work::Man(out_dir),
             Command::Pki(cmd) => Work::Pki {
                 cmd,
                 home: global.home.clone(),

@@ -1,11 +1,13 @@
-//! Install and operate: the systemd unit, the example configuration, completions, man pages
-//! and the Debian packages, checked from the files we ship.
+//! Install and operate: the systemd unit, the example configuration, completions, man pages,
+//! the audit log's checks and its reopening after rotation, checked from the files we ship.
+//! What needs the built Debian packages is the `packaging` suite (`tests/packaging/`), run
+//! apart: `cargo test --test packaging`.
 
 use std::path::Path;
 use std::process::Command;
 
 use lightsout_tests::debs::repo;
-use lightsout_tests::{Lab, bin, have, skip_missing};
+use lightsout_tests::{AgentProcess, Lab, bin, have, running_as_root, skip, skip_missing};
 
 /// Writes an agent bundle into `dir` with the CLI, as an administrator would.
 fn write_bundle(lab: &Lab, path: &Path) {
@@ -182,68 +184,200 @@ fn json_log_format_is_one_object_per_line() {
 }
 
 #[test]
-fn debian_packages_install_into_a_scratch_root_and_run() {
-    let Some(built) = lightsout_tests::debs::debs() else {
-        return;
-    };
-    let root = tempfile::tempdir().unwrap();
-    let debs = [&built.agent, &built.controller];
-    for deb in debs {
-        lightsout_tests::debs::extract(deb, root.path());
-    }
-    let r = root.path();
-    for file in [
-        "usr/bin/lightsout",
-        "usr/bin/lightsout-agent",
-        "lib/systemd/system/lightsout-agent.service",
-        "etc/lightsout/agent.toml",
-        "usr/share/man/man1/lightsout.1",
-        "usr/share/man/man8/lightsout-agent.8",
-        "usr/share/bash-completion/completions/lightsout",
-        "usr/share/zsh/vendor-completions/_lightsout-agent",
-        "usr/share/fish/vendor_completions.d/lightsout.fish",
-    ] {
-        let found = r.join(file).exists() || r.join(format!("{file}.gz")).exists();
-        assert!(found, "{file} missing from the packages");
-    }
-    // The agent's configuration is a conffile: upgrades keep the administrator's edits.
-    let agent_deb = &built.agent;
-    let info = Command::new("dpkg-deb")
-        .args(["-f"])
-        .arg(agent_deb)
-        .arg("Package")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&info.stdout).trim(),
-        "lightsout-agent"
+fn unit_waits_for_the_bundle_and_takes_its_home_from_the_config_file() {
+    let unit = std::fs::read_to_string(repo().join("packaging/lightsout-agent.service")).unwrap();
+    let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&"ConditionPathExists=/etc/lightsout/agent-bundle.pem"),
+        "an enabled unit must wait for the bundle instead of failing without it"
     );
-    let conffiles = Command::new("dpkg-deb")
-        .args(["--ctrl-tarfile"])
-        .arg(agent_deb)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&conffiles.stdout).contains("/etc/lightsout/agent.toml"));
+    assert!(
+        lines.contains(&"ExecStart=/usr/bin/lightsout-agent --config /etc/lightsout/agent.toml")
+    );
+    assert!(lines.contains(&"StateDirectory=lightsout"));
+    // One source for the home: an Environment=LIGHTSOUT_HOME would outrank the file's `home`,
+    // and the administrator's tools (which read the file) would look elsewhere.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("Environment=") && l.contains("LIGHTSOUT_HOME")),
+        "{unit}"
+    );
+    let example = std::fs::read_to_string(repo().join("agent.example.toml")).unwrap();
+    assert!(
+        example
+            .lines()
+            .any(|l| l == "home = \"/var/lib/lightsout\""),
+        "the packaged configuration sets the service's home"
+    );
+}
 
-    // The installed binaries run, and the installed configuration checks out once the
-    // machine's bundle is in place.
-    for b in ["lightsout", "lightsout-agent"] {
-        let out = Command::new(r.join("usr/bin").join(b))
-            .arg("--version")
-            .output()
-            .unwrap();
-        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with(b));
-    }
+/// `lightsout-agent --check-config --config CONFIG` with `LIGHTSOUT_HOME`, run through `sh -c
+/// WRAP` (WRAP gets the agent as $1, the config as $2, `dir` as $3).
+fn check_config_wrapped(
+    wrap: &str,
+    config: &Path,
+    home: &Path,
+    dir: &Path,
+) -> std::process::Output {
+    Command::new("sh")
+        .args(["-c", wrap, "sh"])
+        .arg(bin("lightsout-agent"))
+        .arg(config)
+        .arg(dir)
+        .env("LIGHTSOUT_HOME", home)
+        .env_remove("LIGHTSOUT_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_fails_when_the_audit_log_cannot_be_opened_for_writing() {
     let lab = Lab::new();
-    write_bundle(&lab, &r.join("etc/lightsout/agent-bundle.pem"));
-    let out = check_config(
-        &r.join("usr/bin/lightsout-agent"),
-        &r.join("etc/lightsout/agent.toml"),
-        &r.join("var/lib/lightsout"),
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(&lab, &dir.path().join("agent-bundle.pem"));
+    let config = dir.path().join("agent.toml");
+    let plain = r#""$1" --check-config --config "$2""#;
+
+    // Its directory is missing: the key, the file and the reason are named.
+    std::fs::write(
+        &config,
+        "[tls]\nbundle = \"agent-bundle.pem\"\n[audit]\npath = \"missing/audit.jsonl\"\n",
+    )
+    .unwrap();
+    let out = check_config_wrapped(plain, &config, lab.home.dir(), dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[audit] path in {}", config.display()))
+            && stderr.contains(&dir.path().join("missing/audit.jsonl").display().to_string())
+            && stderr.contains("No such file or directory"),
+        "{stderr}"
     );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+
+    // --audit-log is named when it is the option at fault.
+    std::fs::write(&config, "[tls]\nbundle = \"agent-bundle.pem\"\n").unwrap();
+    let missing = dir.path().join("nowhere/audit.jsonl");
+    let wrap = format!(r#"{plain} --audit-log '{}'"#, missing.display());
+    let out = check_config_wrapped(&wrap, &config, lab.home.dir(), dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--audit-log"), "{stderr}");
+
+    // A writable place passes, and the log is created as the agent creates it (mode 0600).
+    let out = check_config_wrapped(plain, &config, lab.home.dir(), dir.path());
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let created = lab.home.dir().join("audit.jsonl");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&created).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", created.display());
+    }
+
+    // A read-only directory (as ProtectSystem=strict makes everything outside the unit's
+    // own directories): a read-only bind mount in a mount namespace of its own when root
+    // (root ignores permission bits), a directory without write permission otherwise.
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(
+        &config,
+        "[tls]\nbundle = \"agent-bundle.pem\"\n[audit]\npath = \"logs/audit.jsonl\"\n",
+    )
+    .unwrap();
+    let out = if running_as_root() {
+        if !have("unshare", "--version") {
+            skip_missing("unshare (util-linux)", ".ci/run installs util-linux");
+            return;
+        }
+        let wrap = r#"exec unshare --mount --propagation private sh -c 'mount --bind "$3/logs" "$3/logs" && mount -o remount,ro,bind "$3/logs" && exec "$1" --check-config --config "$2"' sh "$1" "$2" "$3""#;
+        check_config_wrapped(wrap, &config, lab.home.dir(), dir.path())
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o500)).unwrap();
+        }
+        check_config_wrapped(plain, &config, lab.home.dir(), dir.path())
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[audit] path")
+            && (stderr.contains("Read-only file system") || stderr.contains("Permission denied")),
+        "{stderr}"
+    );
+    assert!(!logs.join("audit.jsonl").exists());
+}
+
+/// The echo payloads of the audit lines in `log` (each line must be whole JSON).
+fn echo_payloads(log: &Path) -> Vec<String> {
+    Lab::audit_lines(log)
+        .iter()
+        .filter_map(|l| l["args"]["payload"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_rotated_audit_log_is_reopened_on_sighup_and_no_line_is_lost() {
+    if !cfg!(unix) {
+        skip("SIGHUP is Unix");
+        return;
+    }
+    let lab = Lab::new();
+    let log = lab.dir.path().join("audit.jsonl");
+    let rotated = lab.dir.path().join("audit.jsonl.1");
+    let agent = AgentProcess::start(&lab, &["--dry-run", "--audit-log", log.to_str().unwrap()]);
+    let echo = |payload: &str| {
+        lab.lightsout(&["echo", &agent.target(), "--payload", payload])
+            .success();
+    };
+    echo("before");
+    lightsout_tests::poll("the first audit line", || {
+        echo_payloads(&log)
+            .contains(&"before".to_owned())
+            .then_some(())
+    });
+
+    // logrotate renames the file; the agent still holds it open, so the next line goes
+    // there, not into the void.
+    std::fs::rename(&log, &rotated).unwrap();
+    echo("between");
+    lightsout_tests::poll("the line written after the rename", || {
+        echo_payloads(&rotated)
+            .contains(&"between".to_owned())
+            .then_some(())
+    });
+    let pid = agent.child.id().to_string();
+    let hup = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(hup.success());
+    agent.wait_for_logs("the SIGHUP reopen", |l| l.contains("audit log is reopened"));
+    echo("after");
+    lightsout_tests::poll("the line after the reopen", || {
+        echo_payloads(&log)
+            .contains(&"after".to_owned())
+            .then_some(())
+    });
+
+    assert_eq!(
+        echo_payloads(&rotated),
+        ["before", "between"],
+        "the rotated file keeps its lines"
+    );
+    assert_eq!(
+        echo_payloads(&log),
+        ["after"],
+        "new lines go to the new file"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the new log is created private");
+    }
 }
