@@ -248,11 +248,16 @@ impl Machine {
     /// with only `env` and `PATH` in its environment.
     pub fn command_with(&self, program: &str, env: &[(String, String)]) -> Command {
         let mut cmd = Command::new("nsenter");
+        // Entering a mount namespace moves the process to its root directory: `--wd` brings
+        // it back to the machine's directory (without it, `cp x .` would write to the host's
+        // `/`).
+        let wd = format!("--wd={}", self.work().display());
         cmd.args([
             "-t",
             &self.holder.id().to_string(),
             "-m",
             "-n",
+            &wd,
             "--",
             program,
         ])
@@ -338,6 +343,9 @@ fn write_script(path: &Path, body: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Labs made by this process so far: their namespaces' names differ (tests run in parallel).
+static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The whole lab. Fields drop in order: machines (agents, holders), then the namespaces, then
 /// the directories.
 pub struct Lab {
@@ -352,7 +360,11 @@ impl Lab {
     pub fn with_laptop(address: Ipv4Addr) -> Result<Self, String> {
         let mut lab = Self {
             machines: Vec::new(),
-            net: Network::new(format!("lsdocs-{}", std::process::id())),
+            net: Network::new(format!(
+                "lsdocs-{}-{}",
+                std::process::id(),
+                LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )),
             dir: tempfile::tempdir().map_err(|e| e.to_string())?,
         };
         let ns = lab.net.laptop(address)?;

@@ -155,6 +155,7 @@ fn the_rollout_and_the_revocation_run_as_written_on_three_machines() {
         .into_iter()
         .filter(|p| !Path::new(p).exists())
         .collect();
+    let host_root_before = root_entries();
     let ctx = Context { debs: Some(debs) };
     let mut report = Report::default();
     report.line(&rules::table());
@@ -242,7 +243,25 @@ fn the_rollout_and_the_revocation_run_as_written_on_three_machines() {
             "{path} appeared on the host: the machines' overlays leaked"
         );
     }
+    let new: Vec<_> = root_entries()
+        .into_iter()
+        .filter(|e| !host_root_before.contains(e))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "the procedures wrote to the host's /: {new:?}"
+    );
     report.line("docs: the rollout and the revocation ran as written");
+}
+
+/// The names in the host's `/`: a command that ran in the wrong directory leaves its files
+/// there.
+fn root_entries() -> Vec<String> {
+    std::fs::read_dir("/")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The lab machines of the inventory the laptop's block wrote, each at its address.
@@ -287,16 +306,22 @@ fn a_line_without_a_rule_that_cannot_run_here_fails_the_test() {
     let mut report = Report::default();
     let ctx = Context { debs: None };
     let mut place = Place::Machine(&mut lab.machines[0]);
-    // Lines as written that work: files in /etc stay on the machine.
-    run::procedure(
+    // Lines as written that work: they run in the machine's directory, and files in /etc
+    // stay on the machine.
+    let out = run::procedure(
         "fine",
-        "mkdir -p /etc/lightsout\necho x > /etc/lightsout/probe\ncat /etc/lightsout/probe\n",
+        "pwd\necho x > here\nmkdir -p /etc/lightsout\necho x > /etc/lightsout/probe\ncat /etc/lightsout/probe\n",
         &mut place,
         ctx,
         &mut report,
     )
     .unwrap();
+    let work = lab.machines[0].work();
+    assert_eq!(out, format!("{}\nx\n", work.display()));
+    assert!(work.join("here").exists());
     assert!(!Path::new("/etc/lightsout/probe").exists());
+    assert!(lab.machines[0].etc().join("lightsout/probe").exists());
+    let mut place = Place::Machine(&mut lab.machines[0]);
     // No rule, and the program must not run here: the stand-in fails the line, naming it.
     for (line, expected) in [
         (
