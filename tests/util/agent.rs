@@ -68,6 +68,16 @@ impl AgentProcess {
     /// Like [`AgentProcess::start_cmd`] with `home` as the agent's home directory (another
     /// machine's, e.g. a lab machine's `/var/lib/lightsout`).
     pub fn start_in(home: &Path, mut cmd: Command, args: &[&str]) -> Self {
+        cmd.env("LIGHTSOUT_HOME", home);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        Self::start_as_configured(cmd, args)
+    }
+
+    /// Like [`AgentProcess::start_in`], but the home and the listening address are left to
+    /// `cmd` and `args` (a configuration file, a unit's `Environment=`), as on a lab machine.
+    pub fn start_as_configured(mut cmd: Command, args: &[&str]) -> Self {
         let stand_in = args
             .iter()
             .position(|a| *a == "--power-command")
@@ -77,10 +87,8 @@ impl AgentProcess {
             args.contains(&"--dry-run") || stand_in.is_some_and(is_temporary),
             "test agents must run in dry-run or with a stand-in power command in a temporary directory"
         );
-        let has_listen = args.contains(&"--listen");
-        cmd.env("LIGHTSOUT_HOME", home)
-            // The developer's own settings must not reach a test agent.
-            .env_remove("LIGHTSOUT_CONFIG")
+        // The developer's own settings must not reach a test agent.
+        cmd.env_remove("LIGHTSOUT_CONFIG")
             .env_remove("LIGHTSOUT_LISTEN")
             .env_remove("LIGHTSOUT_LOG_FORMAT")
             .env("RUST_LOG", "info")
@@ -88,9 +96,6 @@ impl AgentProcess {
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if !has_listen {
-            cmd.args(["--listen", "127.0.0.1:0"]);
-        }
         let mut child = cmd.spawn().unwrap();
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();

@@ -76,23 +76,74 @@ impl Machine {
     }
 }
 
+/// The README as it is now (read at run time, so an edit changes what the tests run).
+pub fn readme_text() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap()
+}
+
+/// A fenced `sh` block of the README.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShBlock {
+    /// The line of its opening fence (1-based).
+    pub line: usize,
+    /// The `## ` section it is in (its heading without the `## `).
+    pub section: String,
+    /// The procedure it is: the `<!-- procedure: NAME -->` line right before the fence (blank
+    /// lines between are allowed), if there is one.
+    pub procedure: Option<String>,
+    /// What is between the fences, each line ending in a newline.
+    pub body: String,
+}
+
+/// Every fenced `sh` block of a README text, in order.
+pub fn sh_blocks(text: &str) -> Vec<ShBlock> {
+    let mut blocks = Vec::new();
+    let mut section = String::new();
+    let mut last_text: Option<&str> = None;
+    let mut lines = text.lines().enumerate();
+    while let Some((i, line)) = lines.next() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            section = heading.trim().to_owned();
+        }
+        if line.trim_end() == "```sh" {
+            let procedure = last_text
+                .and_then(|l| l.trim().strip_prefix("<!-- procedure:"))
+                .and_then(|l| l.strip_suffix("-->"))
+                .map(|name| name.trim().to_owned());
+            let mut body = String::new();
+            for (_, line) in lines.by_ref() {
+                if line.trim_end() == "```" {
+                    break;
+                }
+                body.push_str(line);
+                body.push('\n');
+            }
+            blocks.push(ShBlock {
+                line: i + 1,
+                section: section.clone(),
+                procedure,
+                body,
+            });
+            last_text = None;
+        } else if !line.trim().is_empty() {
+            last_text = Some(line);
+        }
+    }
+    blocks
+}
+
 /// The text of the README's procedure `name`.
 ///
 /// # Panics
 /// When the README has no such procedure.
 pub fn procedure_text(name: &str) -> String {
-    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-    let text = std::fs::read_to_string(&readme).unwrap();
-    let marker = format!("<!-- procedure: {name} -->");
-    let after = text
-        .split_once(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"))
-        .1;
-    let body = after
-        .trim_start()
-        .strip_prefix("```sh\n")
-        .unwrap_or_else(|| panic!("{marker} is not followed by a ```sh block"));
-    body.split_once("\n```").unwrap().0.to_owned() + "\n"
+    sh_blocks(&readme_text())
+        .into_iter()
+        .find(|b| b.procedure.as_deref() == Some(name))
+        .unwrap_or_else(|| {
+            panic!("README.md has no <!-- procedure: {name} --> followed by a ```sh block")
+        })
+        .body
 }
 
 /// Runs the README's procedure `name` with `sh -e` on `machine`, in `cwd`, with the
