@@ -50,6 +50,10 @@ const PENDING_POLL: Duration = Duration::from_secs(1);
 /// Polls in a row without an answer after which a shut-down host counts as off.
 const SILENT_POLLS_FOR_OFF: u32 = 2;
 
+/// How much earlier than the controller's idea of the due time a host may stop answering and
+/// still be on time (the agent counts from before its reply, in whole seconds).
+const DUE_SLACK: Duration = Duration::from_secs(1);
+
 /// Longest an agent's error is shown in a wait's detail.
 const ERROR_CHARS: usize = 200;
 
@@ -245,13 +249,15 @@ impl Watch {
         }
     }
 
-    /// The shut-down host stopped answering: when, relative to its due time.
+    /// The shut-down host stopped answering: when, relative to its due time. Within
+    /// [`DUE_SLACK`] before it counts as on time: the agent's due time is a little earlier
+    /// than ours (it started counting before the reply reached us).
     fn off(&self) -> WaitOutcome {
         let since = self.silent.1.unwrap_or_else(Instant::now);
-        let detail = if since >= self.due {
+        let detail = if since + DUE_SLACK >= self.due {
             format!(
                 "stopped answering {:.1}s after its due time",
-                (since - self.due).as_secs_f64()
+                since.saturating_duration_since(self.due).as_secs_f64()
             )
         } else {
             format!(
@@ -310,7 +316,10 @@ async fn watch(
     let Some(before) = before else {
         result.wait = Some(watch.end(
             WaitEnd::NotBack,
-            format!("its boot identity before the {} is unknown", reply.action),
+            format!(
+                "its state before the {} is unknown (no pre-flight answer)",
+                reply.action
+            ),
         ));
         return result;
     };
@@ -489,6 +498,44 @@ mod tests {
         assert_eq!(
             detail,
             "replaced by a shutdown requested by bob@desk (request theirs), due in 5m"
+        );
+    }
+
+    fn watch_due_in(due_in: Duration) -> Watch {
+        let now = Instant::now();
+        Watch {
+            action: PowerAction::Shutdown,
+            accepted: now,
+            due: now + due_in,
+            deadline: now + due_in + Duration::from_secs(60),
+            silent: (2, Some(now)),
+            last: String::new(),
+        }
+    }
+
+    #[test]
+    fn off_says_whether_it_was_on_time() {
+        // Silent a moment before our due time: the agent's due time came first.
+        let w = watch_due_in(Duration::from_millis(400));
+        assert_eq!(w.off().end, WaitEnd::Off);
+        assert_eq!(w.off().detail, "stopped answering 0.0s after its due time");
+        // Well before: said loudly.
+        let w = watch_due_in(Duration::from_secs(30));
+        assert!(
+            w.off().detail.contains("BEFORE its due time"),
+            "{}",
+            w.off().detail
+        );
+        // A shutdown that times out while the host is silent ended off; else still up.
+        let mut w = watch_due_in(Duration::ZERO);
+        assert_eq!(w.timed_out(Duration::from_secs(60)).end, WaitEnd::Off);
+        w.silent = (0, None);
+        w.last = "still answering".into();
+        let still = w.timed_out(Duration::from_secs(60));
+        assert_eq!(still.end, WaitEnd::StillUp);
+        assert_eq!(
+            still.detail,
+            "still up 1m after its due time (still answering)"
         );
     }
 }
