@@ -93,8 +93,8 @@ impl BootIdentity {
 #[derive(Debug, Clone)]
 pub struct Before {
     boot: BootIdentity,
-    /// The agent process's start (a later, different one means the agent restarted).
-    agent_started_unix: Option<u64>,
+    /// The agent process's start, Unix ms (a different one means the agent restarted).
+    agent_started_unix_ms: Option<u64>,
     /// The agent runs in dry-run mode (it may simulate a reboot).
     dry_run_agent: bool,
 }
@@ -104,7 +104,7 @@ impl Before {
     pub fn of(h: &Health) -> Self {
         Self {
             boot: BootIdentity::of(h),
-            agent_started_unix: h.agent_started_unix,
+            agent_started_unix_ms: h.agent_started_unix_ms,
             dry_run_agent: h.dry_run,
         }
     }
@@ -204,7 +204,7 @@ fn verdict(
     }
     // A restarted agent forgets what it was waiting for (it hands the action to the system
     // first): its silence about the action is not a cancel.
-    if health.agent_started_unix != before.agent_started_unix {
+    if health.agent_started_unix_ms != before.agent_started_unix_ms {
         return None;
     }
     match &health.pending {
@@ -441,7 +441,7 @@ mod tests {
         Health {
             boot_time_unix: 999_000,
             uptime_secs: 1000,
-            agent_started_unix: Some(started),
+            agent_started_unix_ms: Some(started),
             ..Health::default()
         }
     }
@@ -458,14 +458,14 @@ mod tests {
         assert_eq!(end, WaitEnd::ActionFailed);
         assert!(detail.contains("Failed to connect to bus"), "{detail}");
         // Even after a restart of the agent, and after the due time.
-        h.agent_started_unix = Some(8);
+        h.agent_started_unix_ms = Some(8);
         assert_eq!(
             verdict(&h, "mine", &before, false).unwrap().0,
             WaitEnd::ActionFailed
         );
         // Another request's failure is not ours.
         h.last_action = Some(record("other", Some("boom")));
-        h.agent_started_unix = Some(7);
+        h.agent_started_unix_ms = Some(7);
         h.pending = Some(pending("mine", "alice"));
         assert_eq!(verdict(&h, "mine", &before, true), None);
     }
@@ -484,7 +484,7 @@ mod tests {
         // After its due time a handed-over action is no longer pending: it happened.
         assert_eq!(verdict(&h, "mine", &before, false), None);
         // A restarted agent no longer shows it: not a cancel.
-        h.agent_started_unix = Some(9);
+        h.agent_started_unix_ms = Some(9);
         assert_eq!(verdict(&h, "mine", &before, true), None);
     }
 
