@@ -50,6 +50,10 @@ const PENDING_POLL: Duration = Duration::from_secs(1);
 /// Polls in a row without an answer after which a shut-down host counts as off.
 const SILENT_POLLS_FOR_OFF: u32 = 2;
 
+/// How much earlier than the controller's idea of the due time a host may stop answering and
+/// still be on time (the agent counts from before its reply, in whole seconds).
+const DUE_SLACK: Duration = Duration::from_secs(1);
+
 /// Longest an agent's error is shown in a wait's detail.
 const ERROR_CHARS: usize = 200;
 
@@ -89,8 +93,8 @@ impl BootIdentity {
 #[derive(Debug, Clone)]
 pub struct Before {
     boot: BootIdentity,
-    /// The agent process's start (a later, different one means the agent restarted).
-    agent_started_unix: Option<u64>,
+    /// The agent process's start, Unix ms (a different one means the agent restarted).
+    agent_started_unix_ms: Option<u64>,
     /// The agent runs in dry-run mode (it may simulate a reboot).
     dry_run_agent: bool,
 }
@@ -100,7 +104,7 @@ impl Before {
     pub fn of(h: &Health) -> Self {
         Self {
             boot: BootIdentity::of(h),
-            agent_started_unix: h.agent_started_unix,
+            agent_started_unix_ms: h.agent_started_unix_ms,
             dry_run_agent: h.dry_run,
         }
     }
@@ -200,7 +204,7 @@ fn verdict(
     }
     // A restarted agent forgets what it was waiting for (it hands the action to the system
     // first): its silence about the action is not a cancel.
-    if health.agent_started_unix != before.agent_started_unix {
+    if health.agent_started_unix_ms != before.agent_started_unix_ms {
         return None;
     }
     match &health.pending {
@@ -245,13 +249,15 @@ impl Watch {
         }
     }
 
-    /// The shut-down host stopped answering: when, relative to its due time.
+    /// The shut-down host stopped answering: when, relative to its due time. Within
+    /// [`DUE_SLACK`] before it counts as on time: the agent's due time is a little earlier
+    /// than ours (it started counting before the reply reached us).
     fn off(&self) -> WaitOutcome {
         let since = self.silent.1.unwrap_or_else(Instant::now);
-        let detail = if since >= self.due {
+        let detail = if since + DUE_SLACK >= self.due {
             format!(
                 "stopped answering {:.1}s after its due time",
-                (since - self.due).as_secs_f64()
+                since.saturating_duration_since(self.due).as_secs_f64()
             )
         } else {
             format!(
@@ -310,7 +316,10 @@ async fn watch(
     let Some(before) = before else {
         result.wait = Some(watch.end(
             WaitEnd::NotBack,
-            format!("its boot identity before the {} is unknown", reply.action),
+            format!(
+                "its state before the {} is unknown (no pre-flight answer)",
+                reply.action
+            ),
         ));
         return result;
     };
@@ -432,7 +441,7 @@ mod tests {
         Health {
             boot_time_unix: 999_000,
             uptime_secs: 1000,
-            agent_started_unix: Some(started),
+            agent_started_unix_ms: Some(started),
             ..Health::default()
         }
     }
@@ -449,14 +458,14 @@ mod tests {
         assert_eq!(end, WaitEnd::ActionFailed);
         assert!(detail.contains("Failed to connect to bus"), "{detail}");
         // Even after a restart of the agent, and after the due time.
-        h.agent_started_unix = Some(8);
+        h.agent_started_unix_ms = Some(8);
         assert_eq!(
             verdict(&h, "mine", &before, false).unwrap().0,
             WaitEnd::ActionFailed
         );
         // Another request's failure is not ours.
         h.last_action = Some(record("other", Some("boom")));
-        h.agent_started_unix = Some(7);
+        h.agent_started_unix_ms = Some(7);
         h.pending = Some(pending("mine", "alice"));
         assert_eq!(verdict(&h, "mine", &before, true), None);
     }
@@ -475,7 +484,7 @@ mod tests {
         // After its due time a handed-over action is no longer pending: it happened.
         assert_eq!(verdict(&h, "mine", &before, false), None);
         // A restarted agent no longer shows it: not a cancel.
-        h.agent_started_unix = Some(9);
+        h.agent_started_unix_ms = Some(9);
         assert_eq!(verdict(&h, "mine", &before, true), None);
     }
 
@@ -489,6 +498,44 @@ mod tests {
         assert_eq!(
             detail,
             "replaced by a shutdown requested by bob@desk (request theirs), due in 5m"
+        );
+    }
+
+    fn watch_due_in(due_in: Duration) -> Watch {
+        let now = Instant::now();
+        Watch {
+            action: PowerAction::Shutdown,
+            accepted: now,
+            due: now + due_in,
+            deadline: now + due_in + Duration::from_secs(60),
+            silent: (2, Some(now)),
+            last: String::new(),
+        }
+    }
+
+    #[test]
+    fn off_says_whether_it_was_on_time() {
+        // Silent a moment before our due time: the agent's due time came first.
+        let w = watch_due_in(Duration::from_millis(400));
+        assert_eq!(w.off().end, WaitEnd::Off);
+        assert_eq!(w.off().detail, "stopped answering 0.0s after its due time");
+        // Well before: said loudly.
+        let w = watch_due_in(Duration::from_secs(30));
+        assert!(
+            w.off().detail.contains("BEFORE its due time"),
+            "{}",
+            w.off().detail
+        );
+        // A shutdown that times out while the host is silent ended off; else still up.
+        let mut w = watch_due_in(Duration::ZERO);
+        assert_eq!(w.timed_out(Duration::from_secs(60)).end, WaitEnd::Off);
+        w.silent = (0, None);
+        w.last = "still answering".into();
+        let still = w.timed_out(Duration::from_secs(60));
+        assert_eq!(still.end, WaitEnd::StillUp);
+        assert_eq!(
+            still.detail,
+            "still up 1m after its due time (still answering)"
         );
     }
 }

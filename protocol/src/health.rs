@@ -48,11 +48,12 @@ pub struct Health {
     /// How the last executed power command ended.
     #[serde(default)]
     pub last_action: Option<ActionRecord>,
-    /// When this agent process started, Unix seconds. A controller waiting on an action
+    /// When this agent process started, Unix milliseconds (two starts within one second
+    /// must differ). A controller waiting on an action
     /// tells "the agent restarted and lost track of it" from "someone cancelled it" by it.
     /// Optional on the wire (agents before it omit it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_started_unix: Option<u64>,
+    pub agent_started_unix_ms: Option<u64>,
     /// MAC addresses of the machine's network interfaces (loopback and all-zero addresses
     /// left out), for Wake-on-LAN. Empty when the platform does not tell.
     #[serde(default)]

@@ -313,3 +313,60 @@ fn a_rolling_shutdown_stops_at_a_host_whose_shutdown_failed() {
         "never sent"
     );
 }
+
+#[test]
+fn an_agent_restarting_during_the_wait_is_not_a_cancel() {
+    let lab = Lab::new();
+    let (first, log) = agent_running(&lab, "exit 0");
+    let port = first.addr.port();
+    let target = first.target();
+    let mut first = first;
+    // Due in 5 s: the agent waits, then would run `shutdown -h now`.
+    let child = lab
+        .controller_cmd()
+        .args([
+            "--json",
+            "shutdown",
+            &target,
+            "--delay",
+            "5",
+            "--wait",
+            "--wait-timeout",
+            "2s",
+            "--include-self",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll("the shutdown to be pending", || {
+        health(&lab, &target)["pending"]["request_id"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    // Stopped during its wait, the agent hands the action to the system (rounded up to a
+    // minute); the new agent no longer shows it as pending.
+    let status = first.terminate(lightsout_tests::PATIENCE).unwrap();
+    assert!(status.success(), "{status:?}");
+    wait_for_line(&log, "-h +1");
+    let listen = format!("127.0.0.1:{port}");
+    let stand_in = lab.dir.path().join("power-stand-in");
+    let _second = AgentProcess::start(
+        &lab,
+        &[
+            "--power-command",
+            stand_in.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
+    );
+    assert!(health(&lab, &target)["pending"].is_null());
+
+    let out = child.wait_with_output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let host = only_host(&doc);
+    // The stand-in never powers anything off: still up, and not taken for a cancel.
+    assert_eq!(host["wait"]["end"], "still_up", "{host}");
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -39,7 +39,7 @@ pub struct HealthProbe {
     boot_time_unix: u64,
     boot_id: Option<String>,
     /// When this process started (read with the other static facts, at start).
-    started_unix: u64,
+    started_unix_ms: u64,
 }
 
 /// The facts that change, as read at `at`.
@@ -74,7 +74,9 @@ impl HealthProbe {
             cpu_count: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             boot_time_unix: System::boot_time().unwrap_or(0),
             boot_id: crate::last_action::boot_id(config),
-            started_unix: now_unix(),
+            started_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -150,7 +152,7 @@ impl HealthProbe {
             dry_run: config.dry_run,
             pending,
             last_action,
-            agent_started_unix: Some(self.started_unix),
+            agent_started_unix_ms: Some(self.started_unix_ms),
             macs: r.macs,
         }
     }
