@@ -46,6 +46,16 @@ pub enum DurationError {
         /// What to give instead.
         hint: &'static str,
     },
+    /// `--delay --yes`: the value was left out, and the next option taken for it.
+    #[error("{input:?} is an option, not a {what}: {hint}")]
+    Missing {
+        /// `delay`, `timeout`, `pause`, `duration`.
+        what: &'static str,
+        /// As typed.
+        input: String,
+        /// What to give instead.
+        hint: &'static str,
+    },
 }
 
 /// A leading minus sign before a number: refused with what to give instead. (The options
@@ -53,6 +63,13 @@ pub enum DurationError {
 /// write `-- -5`, is what the user reads.)
 fn refuse_negative(s: &str, what: &'static str, hint: &'static str) -> Result<(), DurationError> {
     let t = s.trim();
+    if t.starts_with("--") {
+        return Err(DurationError::Missing {
+            what,
+            input: t.to_owned(),
+            hint,
+        });
+    }
     if t.strip_prefix('-')
         .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
     {
@@ -222,11 +239,12 @@ mod tests {
                 ..
             })
         ));
-        // A lone dash or an option typed where a value belongs is not a negative number.
-        assert!(matches!(
-            parse_delay("--yes"),
-            Err(DurationError::UnknownUnit { .. })
-        ));
+        // An option typed where the value belongs is not a negative number.
+        assert_eq!(
+            parse_delay("--yes").unwrap_err().to_string(),
+            "\"--yes\" is an option, not a delay: give 0 for now, or e.g. 5m"
+        );
+        assert!(matches!(parse("-"), Err(DurationError::UnknownUnit { .. })));
         assert_eq!(parse_delay("5m"), Ok(Duration::from_secs(300)));
     }
 

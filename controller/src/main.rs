@@ -188,3 +188,20 @@ fn report(e: &anyhow::Error) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = io.to_string();
+        // A cause whose text its parent already includes is left out...
+        let e = anyhow::Error::new(io).context(format!("inventory.toml: {text}"));
+        assert_eq!(report(&e), format!("inventory.toml: {text}"));
+        // ...and a cause that adds something is kept, after its parent.
+        let e = anyhow::anyhow!("permission denied").context("failed to load the CRL");
+        assert_eq!(report(&e), "failed to load the CRL: permission denied");
+    }
+}
