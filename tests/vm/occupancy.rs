@@ -1,5 +1,5 @@
-//! Occupancy as logind sees it: root logged in on the serial console (a real session of class
-//! `user`, autologin) makes `--skip-busy` skip the machine, naming the session; the wall
+//! Occupancy as logind sees it: `student` logged in on the serial console (a real session of
+//! class `user`, autologin) makes `--skip-busy` skip the machine, naming the session; the wall
 //! message of a delayed shutdown reaches that session's terminal. Logged out (only the login
 //! prompt; the suite's own control channel is no login), the machine is not skipped, and
 //! `shutdown` with no delay powers it off within seconds.
@@ -49,19 +49,21 @@ fn wait_sessions(s: &mut Scene, want: bool) {
     }
 }
 
-/// `shutdown --skip-busy` with root on the console: skipped, and the reason names the
+/// `shutdown --skip-busy` with `student` on the console: skipped, and the reason names the
 /// session.
 fn logged_in_is_skipped(s: &mut Scene) {
     let (run, host) = s.host(&["shutdown", "--skip-busy", "--delay", "61s"]);
     assert_eq!(run.code, Some(0), "shutdown --skip-busy: {run:?}");
     assert_eq!(
         host["status"], "skipped",
-        "root is logged in on the console, yet not skipped: {host}"
+        "student is logged in on the console, yet not skipped: {host}"
     );
     let reason = host["reason"].as_str().unwrap_or_default();
     s.findings.check(
-        reason.contains("root") || reason.contains("ttyS0"),
-        &format!("the skip reason does not name the console session (root on ttyS0): {reason:?}"),
+        reason.contains("student") || reason.contains("ttyS0"),
+        &format!(
+            "the skip reason does not name the console session (student on ttyS0): {reason:?}"
+        ),
     );
     s.findings.check(
         !reason.contains("unknown"),
@@ -71,7 +73,7 @@ fn logged_in_is_skipped(s: &mut Scene) {
     s.findings.check(
         health["logged_in_users"] == 1,
         &format!(
-            "the board's logged-in users is {} with root on the console",
+            "the board's logged-in users is {} with student on the console",
             health["logged_in_users"]
         ),
     );
