@@ -239,6 +239,8 @@ pub struct Vm {
     next_id: u64,
     /// `ready` count that the next command waits to exceed (set across reboots).
     boots_seen: u32,
+    /// The boot (its `ready` count) whose seed has been applied.
+    seeded: u32,
 }
 
 /// Which accelerator qemu uses: `LIGHTSOUT_VM_ACCEL` (`tcg` by default, or `kvm`).
@@ -346,6 +348,7 @@ impl Vm {
             channel,
             next_id: 1,
             boots_seen: 0,
+            seeded: 0,
         }
     }
 
@@ -369,8 +372,20 @@ impl Vm {
     /// # Panics
     /// No answer within `patience` (or [`BOOT_PATIENCE`] for the service to come up).
     pub fn run_with(&mut self, script: &str, patience: Duration) -> (i32, String) {
-        let id = self.next_id;
-        self.next_id += 1;
+        let boot = self.wait_control(script);
+        if self.seeded != boot {
+            // The control service starts early in the boot: the seed (the per-run files,
+            // applied before the agent starts) may not be there yet.
+            let (status, out) = self.send("systemctl start vmtest-seed.service", BOOT_PATIENCE);
+            assert_eq!(status, 0, "vm {}: the seed failed: {out}", self.name);
+            self.seeded = boot;
+        }
+        self.send(script, patience)
+    }
+
+    /// Waits for the guest's control service (of a new boot after [`Vm::expect_reboot`]);
+    /// returns the boot's number.
+    fn wait_control(&mut self, script: &str) -> u32 {
         let (lock, cond) = &*self.channel;
         let mut ch = lock.lock().unwrap();
         let boot_deadline = self.started.max(Instant::now()) + BOOT_PATIENCE;
@@ -390,7 +405,14 @@ impl Vm {
             ch = cond.wait_timeout(ch, left).unwrap().0;
         }
         self.boots_seen = ch.ready - 1;
-        drop(ch);
+        ch.ready
+    }
+
+    /// Sends `script` and waits for its answer.
+    fn send(&mut self, script: &str, patience: Duration) -> (i32, String) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (lock, cond) = &*self.channel;
         let line = format!("{id} {}\n", base64(script.as_bytes()));
         self.writer.write_all(line.as_bytes()).unwrap();
         let deadline = Instant::now() + patience;
