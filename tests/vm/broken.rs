@@ -75,7 +75,7 @@ pub fn power_path_down(release: &str) {
             "61s",
             "--wait",
             "--wait-timeout",
-            "2m",
+            "1m",
         ]);
         let took = t.elapsed();
         timing(
