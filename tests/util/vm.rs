@@ -107,10 +107,15 @@ fn build(release: &str, with_agent: bool) -> Option<Image> {
     let out = cmd.stderr(Stdio::piped()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        if stderr.contains("Failed to fetch")
-            || stderr.contains("Temporary failure resolving")
-            || stderr.contains("not found in mirror")
-        {
+        let unreachable = [
+            "Failed to fetch",
+            "Could not resolve",
+            "Temporary failure resolving",
+            "Unable to connect",
+            "does not have a Release file",
+            "apt-get update",
+        ];
+        if unreachable.iter().any(|m| stderr.contains(m)) {
             skip_missing(
                 &format!("Debian {release} from the package archive"),
                 &format!("build-image could not download it:\n{stderr}"),

@@ -29,9 +29,10 @@ pub fn occupancy(release: &str) {
     s.finish();
 }
 
-/// Waits (up to 60 s) until logind lists a user session (`want`) or none.
+/// Waits (up to 5 min: the console's getty waits for udev, slow on a loaded machine) until
+/// logind lists a user session (`want`) or none.
 fn wait_sessions(s: &mut Scene, want: bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let list = s.vm.sh("loginctl list-sessions --no-legend");
         let user_sessions = list.lines().filter(|l| !l.trim().is_empty()).count();
