@@ -19,6 +19,8 @@
 //!   sends at each layer (TCP, TLS records, frames), plus the check every hostile test ends
 //!   with ([`assert_served`]). The typed client is the controller's own
 //!   ([`lightsout_controller::Client`]).
+//! - [`vm`]: real machines — Debian VMs with real systemd under qemu, for the VM suite
+//!   (`tests/vm/`), the only place where power actions really happen.
 
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
@@ -27,6 +29,8 @@ pub mod debs;
 pub mod lab;
 pub mod raw;
 pub mod readme;
+#[cfg(target_os = "linux")]
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
