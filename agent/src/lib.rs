@@ -33,6 +33,8 @@
 //! - `handshakes`: handshakes in progress per source address, capped.
 //! - `rate`: the per-connection request rate limit and the agent-wide wake budget.
 //! - `health`: the health snapshot (and the test-only simulated reboot).
+//! - `occupancy`: who occupies the machine (logind's user sessions, or utmp), defined once.
+//! - [`logind`]: the D-Bus client for systemd-logind (power backend, sessions).
 //! - [`config`]: the validated [`Config`] and its [`Limits`]; [`resolve`] builds it from the
 //!   command line ([`cli`]), the environment and the file ([`settings`]).
 //! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
@@ -50,6 +52,8 @@ pub(crate) mod handshakes;
 pub(crate) mod health;
 pub mod last_action;
 pub mod listener;
+pub mod logind;
+pub(crate) mod occupancy;
 pub mod policy;
 pub(crate) mod power;
 pub(crate) mod privilege;

@@ -177,6 +177,7 @@ fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
     println!("  home: {}", resolved.home.dir().display());
     println!("  audit log: {}", resolved.audit.path().display());
     println!("  dry run: {}", resolved.config.dry_run);
+    println!("  power backend: {}", resolved.config.power_backend.name());
     println!("  revoked certificates in CRL: {}", state.revoked.len());
     Ok(())
 }
