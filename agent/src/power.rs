@@ -1,19 +1,31 @@
-//! Power actions: the pending action, the agent-side timer, and running the command.
+//! Power actions: the pending action, how it reaches the system, and what the agent reports.
 //!
-//! Lifecycle of an accepted shutdown or restart (the steps are called in this order by
-//! `crate::request`, where the whole path reads top to bottom):
-//! 1. [`PowerController::reserve`] checks privilege and limits, computes the argv with
-//!    [`lightsout_protocol::power::plan`] and holds the pending slot;
-//! 2. the caller writes and syncs the audit line, then [`Reservation::commit`] records the
-//!    action as pending (or drops the reservation, and nothing has changed);
-//! 3. the reply goes out;
-//! 4. [`Execution::start`] waits the agent-side part of the delay (under a minute), then runs
-//!    the command — the system's `shutdown`, or the configured stand-in.
+//! Two backends, chosen once in configuration ([`PowerBackend`]); the request path reads the
+//! same for both. Lifecycle of an accepted shutdown or restart (the steps are called in this
+//! order by `crate::request`, where the whole path reads top to bottom):
+//! 1. [`PowerController::reserve`] checks privilege and limits, plans the action (the argv
+//!    from [`lightsout_protocol::power::plan`], or logind's description) and holds the
+//!    pending slot;
+//! 2. the caller writes and syncs the audit line, then [`Reservation::hand_over`]: with the
+//!    **logind** backend, systemd-logind is given the action now (`SetWallMessage`,
+//!    `ScheduleShutdown` with the exact due time in microseconds) — if it cannot take it, the
+//!    request is refused and nothing changes; with the **command** backend nothing happens yet;
+//! 3. [`Reservation::commit`] records the action as pending (or the reservation is dropped,
+//!    and nothing has changed);
+//! 4. the reply goes out;
+//! 5. [`Execution::start`], command backend only: wait the agent-side part of the delay
+//!    (under a minute), then run the command — the system's `shutdown`, or the stand-in.
 //!
-//! Every command run (a power action, a cancel, the cancel before a replacement) gets an
-//! `execution` line in the audit log with its argv and exit status or error (synced: it may
-//! be the last line before the machine goes down). A command that takes the machine down
-//! usually never reports back; commit therefore records the action and the boot id in
+//! Why logind is asked directly on systemd machines: `shutdown -h +N` asks logind too, but
+//! when it cannot reach it (system bus down) it powers off *at once* and exits 0, so an
+//! accepted delayed action would happen early. Asking logind ourselves before replying, the
+//! agent knows the system holds the action — or refuses the request, and the machine stays up.
+//!
+//! Everything that tells the system something (a power command, a hand-over, a cancel) gets an
+//! `execution` line in the audit log with its argv (for logind, a description like
+//! `logind ScheduleShutdown poweroff +90s`) and exit status or error (synced: it may be the
+//! last line before the machine goes down). Taking the machine down usually never reports
+//! back; commit therefore records the action, who asked, its due time and the boot id in
 //! [`crate::last_action`], and the next start audits that it took the machine down.
 //!
 //! An accepted action runs even when its reply could not be delivered: by then it is recorded
@@ -21,15 +33,19 @@
 //! reply rather than executed again. Refusing it instead would make the outcome depend on a
 //! network accident the administrator cannot see.
 //!
-//! If the agent is stopped while it is still waiting the sub-minute part of a delay, it hands
-//! the action to the system at once, rounded *up* to the next whole minute: an accepted action
-//! is never silently dropped, and never happens earlier than announced.
+//! Command backend: if the agent is stopped while it is still waiting the sub-minute part of a
+//! delay, it hands the action to the system at once, rounded *up* to the next whole minute: an
+//! accepted action is never silently dropped, and never happens earlier than announced. The
+//! logind backend needs none of this: logind holds the action from acceptance, across agent
+//! stops and restarts, and a starting agent reads it back ([`PowerController::restore`]) so
+//! that `status` shows it and `cancel` withdraws it.
 //!
-//! Everything that tells the system something (a power command, a cancel command) runs under
-//! one lock, together with the bookkeeping of whether the system holds an action. So a cancel
-//! or a replacement that arrives while a command is running waits for it and then knows that
-//! the system has to be told to cancel; it never reports "cancelled" for an action the system
-//! received a moment later.
+//! Everything that tells the system something runs under one lock, together with the
+//! bookkeeping of whether the system holds an action. So a cancel or a replacement that
+//! arrives while a command (or a hand-over) is running waits for it and then knows whether the
+//! system has to be told to cancel; it never reports "cancelled" for an action the system
+//! received a moment later. A cancel reply says which it was ([`CancelOutcome`]): withdrawn
+//! from the system, stopped before it reached the system, or nothing pending.
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -452,3 +452,35 @@ fn an_agent_without_logind_reads_utmp() {
         "the command backend"
     );
 }
+
+#[test]
+fn the_logind_backend_without_systemd_is_a_configuration_error() {
+    if std::path::Path::new("/run/systemd/system").exists() {
+        lightsout_tests::skip("this machine runs systemd: backend logind is valid here");
+        return;
+    }
+    let lab = Lab::new();
+    let out = lightsout_tests::agent_command()
+        .env("LIGHTSOUT_HOME", lab.home.dir())
+        .env_remove("LIGHTSOUT_CONFIG")
+        .args(["--check-config", "--power-backend", "logind"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not booted with systemd") && stderr.contains("/run/systemd/system"),
+        "{stderr}"
+    );
+    // auto, on this machine: the command backend.
+    let out = lightsout_tests::agent_command()
+        .env("LIGHTSOUT_HOME", lab.home.dir())
+        .env_remove("LIGHTSOUT_CONFIG")
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("power backend: command"),
+        "{out:?}"
+    );
+}
