@@ -16,13 +16,17 @@
 
 mod utmp;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lightsout_protocol::health::{Session, SessionState};
 use tracing::warn;
 
 use crate::config::PowerBackend;
 use crate::logind::{Logind, RawSession};
+
+/// Longest the health snapshot waits for logind's sessions: an echo must stay quick even
+/// when the system bus hangs (then occupancy is unknown, which `--skip-busy` treats as busy).
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Who occupies the machine; `None`s when it cannot be told (which `--skip-busy` treats as
 /// busy: it is a safety promise).
@@ -83,14 +87,21 @@ pub async fn read(backend: &PowerBackend) -> Occupancy {
     let sessions = match backend {
         PowerBackend::Command => utmp::sessions(),
         PowerBackend::Logind(bus) => {
-            let listed = match Logind::connect(bus).await {
-                Ok(logind) => logind.sessions().await,
-                Err(e) => Err(e),
-            };
+            let listed = tokio::time::timeout(READ_TIMEOUT, async {
+                Logind::connect(bus).await?.sessions().await
+            })
+            .await;
             match listed {
-                Ok(raw) => Some(from_logind(&raw, now_usec())),
-                Err(e) => {
+                Ok(Ok(raw)) => Some(from_logind(&raw, now_usec())),
+                Ok(Err(e)) => {
                     warn!(error = %e, "cannot list logind's sessions: occupancy unknown");
+                    None
+                }
+                Err(_) => {
+                    warn!(
+                        secs = READ_TIMEOUT.as_secs(),
+                        "logind did not list its sessions in time: occupancy unknown"
+                    );
                     None
                 }
             }
