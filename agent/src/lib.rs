@@ -18,10 +18,11 @@
 //! - `admission`: authenticated connections capped per source address and per certificate,
 //!   and the last slots kept for reserved roles.
 //! - `request`: one request's path, top to bottom: decode → decide → remember → reserve →
-//!   audit → commit → reply → execute.
+//!   audit → hand over → commit → reply → execute.
 //! - `cmd`: the requests that run at once (echo, cancel, wake), one module each.
 //! - `state`: the state every request may read, and who is asking.
-//! - `power`: the pending action (reserved, committed), the agent-side timer, the command.
+//! - `power`: the pending action (reserved, handed over, committed) and its two backends:
+//!   systemd-logind (via [`logind`]) or a command (with the agent-side timer).
 //! - [`replay`]: the replay memory: replies to recent power requests (at-most-once),
 //!   per certificate, kept across restarts.
 //! - [`audit`]: one JSON line per request and per execution; power actions fail closed

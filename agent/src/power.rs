@@ -129,9 +129,10 @@ pub enum Reserved<'a> {
     Live(Reservation<'a>),
 }
 
-/// A live action holding the pending slot (the state is locked: no other power request can
-/// change it in between). [`commit`](Self::commit) makes it the pending action; dropping it
-/// changes nothing.
+/// A live action holding the pending slot (an async lock: no other power request can be
+/// reserved or committed in between, and the logind hand-over may await while it is held).
+/// [`hand_over`](Self::hand_over) gives it to logind (logind backend),
+/// [`commit`](Self::commit) makes it the pending action; dropping it changes nothing here.
 #[derive(Debug)]
 #[must_use = "commit the reservation once its audit line is written, or drop it to refuse"]
 pub struct Reservation<'a> {
@@ -390,10 +391,11 @@ impl PowerController {
     }
 
     /// Step "reserve" of a shutdown or restart: checks privilege, limits and the pending
-    /// slot, and either rehearses it (`dry_run`, or the agent is in dry-run mode) or holds the
-    /// slot for it. Nothing has changed yet: the previous action is still pending and nothing
-    /// runs until the reservation is [committed](Reservation::commit), which the caller does
-    /// once the action's audit line is on disk. Dropping the reservation changes nothing.
+    /// slot (waiting for a reservation in progress), and either rehearses it (`dry_run`, or
+    /// the agent is in dry-run mode) or holds the slot for it. Nothing has changed yet: the
+    /// previous action is still pending and nothing runs until the reservation is
+    /// [handed over](Reservation::hand_over) and [committed](Reservation::commit), which the
+    /// caller does once the action's audit line is on disk. Dropping it changes nothing.
     ///
     /// # Errors
     /// `not_privileged`, `bad_request` for a delay or message outside the limits, `busy`
