@@ -76,6 +76,13 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub power_command: Option<PathBuf>,
 
+    /// How live power actions reach the system: `logind` hands them to systemd-logind over
+    /// D-Bus (exact due times; refused when logind cannot take them), `command` runs
+    /// `shutdown` (or --power-command); `auto` picks logind on a machine booted with systemd
+    /// when no stand-in is configured and the agent is not in dry-run [default: auto].
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub power_backend: Option<BackendChoice>,
+
     /// Most connections served at once; more are closed immediately [default: 512].
     #[arg(long)]
     pub max_connections: Option<usize>,
@@ -145,6 +152,17 @@ pub struct Args {
     #[arg(long, hide = true, conflicts_with = "fake_logged_in_users")]
     pub fake_users_unknown: bool,
 
+    /// TESTS AND DEMOS ONLY: use the logind power backend on this D-Bus address (a private
+    /// bus with a fake logind) instead of the system bus — exclusively, never falling back to
+    /// the system bus.
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        hide = true,
+        conflicts_with = "power_command"
+    )]
+    pub logind_bus: Option<String>,
+
     /// TESTS AND DEMOS ONLY: report this boot id instead of the system's (to exercise the
     /// audit line that attributes a reboot to the accepted action that caused it).
     #[arg(long, value_name = "ID", hide = true)]
@@ -210,4 +228,17 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// The `[power] backend` setting (`--power-backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// logind on a machine booted with systemd, without a stand-in, not in dry-run; else
+    /// the command.
+    Auto,
+    /// systemd-logind over D-Bus; an error where systemd is not running.
+    Logind,
+    /// `shutdown` (or the stand-in).
+    Command,
 }

@@ -9,6 +9,7 @@ use lightsout_protocol::TargetOs;
 
 use crate::access::{Access, AccessState};
 use crate::audit::AuditLog;
+use crate::logind::LogindBus;
 use crate::replay::ReplayMemory;
 
 /// Resource limits. Each bounds what one client, or many, can cost the agent.
@@ -164,6 +165,8 @@ pub struct Config {
     /// Run this program instead of `argv[0]` of a power command (a harmless stand-in, for
     /// tests and demonstrations). The arguments are unchanged.
     pub power_command: Option<PathBuf>,
+    /// How live power actions reach the system (chosen once, in configuration resolution).
+    pub power_backend: PowerBackend,
     /// Whose `shutdown` syntax to use; the running OS unless a test says otherwise.
     pub target_os: TargetOs,
     /// Resource limits.
@@ -175,6 +178,27 @@ pub struct Config {
     /// Replies to recent power requests (at-most-once). The binary keeps it in a file in the
     /// home directory, so that it survives a restart; [`Config::new`] keeps it in memory.
     pub replay: Arc<ReplayMemory>,
+}
+
+/// How live power actions reach the system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerBackend {
+    /// Run a command: the system's `shutdown` (the agent waits the sub-minute part of a
+    /// delay), or the configured stand-in. Non-systemd machines, Windows, tests.
+    Command,
+    /// Hand the action to systemd-logind over D-Bus (`ScheduleShutdown`) before replying:
+    /// exact due times, and a refusal when logind cannot take it.
+    Logind(LogindBus),
+}
+
+impl PowerBackend {
+    /// The name used in the configuration (`backend = ...`) and in logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PowerBackend::Command => "command",
+            PowerBackend::Logind(_) => "logind",
+        }
+    }
 }
 
 /// Facilities for tests and demonstrations only (hidden command-line options, documented in
@@ -208,6 +232,7 @@ impl Config {
             dry_run: true,
             privileged: crate::privilege::is_privileged(),
             power_command: None,
+            power_backend: PowerBackend::Command,
             target_os: TargetOs::current(),
             limits: Limits::default(),
             testing: Testing::default(),

@@ -39,6 +39,18 @@ pub struct LastAction {
     pub kind: RequestKind,
     /// The boot id when it was accepted.
     pub boot_id: String,
+    /// Who asked (the certificate name): an agent restarted while systemd-logind still holds
+    /// the action says so again. Absent in files written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// When it is due, Unix seconds: how a restarted agent recognises the action logind holds
+    /// as this one. Absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_unix: Option<u64>,
+    /// The message for the people at the machine: the status board shows it again after an
+    /// agent restart. Absent in older files and when none was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Writes `last` to `path` and syncs it (written aside, then renamed: never half a file).
@@ -126,6 +138,9 @@ mod tests {
             request_id: "r1".into(),
             kind: RequestKind::Restart,
             boot_id: "A".into(),
+            requested_by: None,
+            due_unix: None,
+            message: None,
         };
         record(&path, &last).unwrap();
         attribute_reboot(&path, "A", Some(&audit));
@@ -148,6 +163,20 @@ mod tests {
     }
 
     #[test]
+    fn a_file_from_before_the_new_fields_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last-action.json");
+        std::fs::write(
+            &path,
+            r#"{"request_id":"r1","kind":"shutdown","boot_id":"A"}"#,
+        )
+        .unwrap();
+        let last = load(&path).unwrap().unwrap();
+        assert_eq!(last.request_id, "r1");
+        assert_eq!((last.requested_by, last.due_unix), (None, None));
+    }
+
+    #[test]
     fn forget_removes_only_the_named_request() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("last-action.json");
@@ -155,6 +184,9 @@ mod tests {
             request_id: "r1".into(),
             kind: RequestKind::Shutdown,
             boot_id: "A".into(),
+            requested_by: None,
+            due_unix: None,
+            message: None,
         };
         record(&path, &last).unwrap();
         forget(&path, Some("r2"));

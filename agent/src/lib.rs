@@ -18,10 +18,11 @@
 //! - `admission`: authenticated connections capped per source address and per certificate,
 //!   and the last slots kept for reserved roles.
 //! - `request`: one request's path, top to bottom: decode → decide → remember → reserve →
-//!   audit → commit → reply → execute.
+//!   audit → hand over → commit → reply → execute.
 //! - `cmd`: the requests that run at once (echo, cancel, wake), one module each.
 //! - `state`: the state every request may read, and who is asking.
-//! - `power`: the pending action (reserved, committed), the agent-side timer, the command.
+//! - `power`: the pending action (reserved, handed over, committed) and its two backends:
+//!   systemd-logind (via [`logind`]) or a command (with the agent-side timer).
 //! - [`replay`]: the replay memory: replies to recent power requests (at-most-once),
 //!   per certificate, kept across restarts.
 //! - [`audit`]: one JSON line per request and per execution; power actions fail closed
@@ -33,6 +34,8 @@
 //! - `handshakes`: handshakes in progress per source address, capped.
 //! - `rate`: the per-connection request rate limit and the agent-wide wake budget.
 //! - `health`: the health snapshot (and the test-only simulated reboot).
+//! - `occupancy`: who occupies the machine (logind's user sessions, or utmp), defined once.
+//! - [`logind`]: the D-Bus client for systemd-logind (power backend, sessions).
 //! - [`config`]: the validated [`Config`] and its [`Limits`]; [`resolve`] builds it from the
 //!   command line ([`cli`]), the environment and the file ([`settings`]).
 //! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
@@ -52,7 +55,9 @@ pub(crate) mod handshakes;
 pub(crate) mod health;
 pub mod last_action;
 pub mod listener;
+pub mod logind;
 pub mod man;
+pub(crate) mod occupancy;
 pub mod policy;
 pub(crate) mod power;
 pub(crate) mod privilege;

@@ -169,6 +169,7 @@ fn check_config(args: &Args, file: &FileSettings) -> anyhow::Result<()> {
     outln!("  home: {}", resolved.home.dir().display());
     outln!("  audit log: {}", resolved.audit.path().display());
     outln!("  dry run: {}", resolved.config.dry_run);
+    outln!("  power backend: {}", resolved.config.power_backend.name());
     outln!("  revoked certificates in CRL: {}", state.revoked.len());
     Ok(())
 }

@@ -1,19 +1,31 @@
-//! Power actions: the pending action, the agent-side timer, and running the command.
+//! Power actions: the pending action, how it reaches the system, and what the agent reports.
 //!
-//! Lifecycle of an accepted shutdown or restart (the steps are called in this order by
-//! `crate::request`, where the whole path reads top to bottom):
-//! 1. [`PowerController::reserve`] checks privilege and limits, computes the argv with
-//!    [`lightsout_protocol::power::plan`] and holds the pending slot;
-//! 2. the caller writes and syncs the audit line, then [`Reservation::commit`] records the
-//!    action as pending (or drops the reservation, and nothing has changed);
-//! 3. the reply goes out;
-//! 4. [`Execution::start`] waits the agent-side part of the delay (under a minute), then runs
-//!    the command — the system's `shutdown`, or the configured stand-in.
+//! Two backends, chosen once in configuration ([`PowerBackend`]); the request path reads the
+//! same for both. Lifecycle of an accepted shutdown or restart (the steps are called in this
+//! order by `crate::request`, where the whole path reads top to bottom):
+//! 1. [`PowerController::reserve`] checks privilege and limits, plans the action (the argv
+//!    from [`lightsout_protocol::power::plan`], or logind's description) and holds the
+//!    pending slot;
+//! 2. the caller writes and syncs the audit line, then [`Reservation::hand_over`]: with the
+//!    **logind** backend, systemd-logind is given the action now (`SetWallMessage`,
+//!    `ScheduleShutdown` with the exact due time in microseconds) — if it cannot take it, the
+//!    request is refused and nothing changes; with the **command** backend nothing happens yet;
+//! 3. [`Reservation::commit`] records the action as pending (or the reservation is dropped,
+//!    and nothing has changed);
+//! 4. the reply goes out;
+//! 5. [`Execution::start`], command backend only: wait the agent-side part of the delay
+//!    (under a minute), then run the command — the system's `shutdown`, or the stand-in.
 //!
-//! Every command run (a power action, a cancel, the cancel before a replacement) gets an
-//! `execution` line in the audit log with its argv and exit status or error (synced: it may
-//! be the last line before the machine goes down). A command that takes the machine down
-//! usually never reports back; commit therefore records the action and the boot id in
+//! Why logind is asked directly on systemd machines: `shutdown -h +N` asks logind too, but
+//! when it cannot reach it (system bus down) it powers off *at once* and exits 0, so an
+//! accepted delayed action would happen early. Asking logind ourselves before replying, the
+//! agent knows the system holds the action — or refuses the request, and the machine stays up.
+//!
+//! Everything that tells the system something (a power command, a hand-over, a cancel) gets an
+//! `execution` line in the audit log with its argv (for logind, a description like
+//! `logind ScheduleShutdown poweroff +90s`) and exit status or error (synced: it may be the
+//! last line before the machine goes down). Taking the machine down usually never reports
+//! back; commit therefore records the action, who asked, its due time and the boot id in
 //! [`crate::last_action`], and the next start audits that it took the machine down.
 //!
 //! An accepted action runs even when its reply could not be delivered: by then it is recorded
@@ -21,15 +33,19 @@
 //! reply rather than executed again. Refusing it instead would make the outcome depend on a
 //! network accident the administrator cannot see.
 //!
-//! If the agent is stopped while it is still waiting the sub-minute part of a delay, it hands
-//! the action to the system at once, rounded *up* to the next whole minute: an accepted action
-//! is never silently dropped, and never happens earlier than announced.
+//! Command backend: if the agent is stopped while it is still waiting the sub-minute part of a
+//! delay, it hands the action to the system at once, rounded *up* to the next whole minute: an
+//! accepted action is never silently dropped, and never happens earlier than announced. The
+//! logind backend needs none of this: logind holds the action from acceptance, across agent
+//! stops and restarts, and a starting agent reads it back ([`PowerController::restore`]) so
+//! that `status` shows it and `cancel` withdraws it.
 //!
-//! Everything that tells the system something (a power command, a cancel command) runs under
-//! one lock, together with the bookkeeping of whether the system holds an action. So a cancel
-//! or a replacement that arrives while a command is running waits for it and then knows that
-//! the system has to be told to cancel; it never reports "cancelled" for an action the system
-//! received a moment later.
+//! Everything that tells the system something runs under one lock, together with the
+//! bookkeeping of whether the system holds an action. So a cancel or a replacement that
+//! arrives while a command (or a hand-over) is running waits for it and then knows whether the
+//! system has to be told to cancel; it never reports "cancelled" for an action the system
+//! received a moment later. A cancel reply says which it was ([`CancelOutcome`]): withdrawn
+//! from the system, stopped before it reached the system, or nothing pending.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -37,8 +53,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lightsout_protocol::health::ActionRecord;
-use lightsout_protocol::power::{PowerPlan, cancel_argv, plan};
-use lightsout_protocol::response::CancelReply;
+use lightsout_protocol::power::{
+    PowerPlan, cancel_argv, logind_cancel_argv, logind_kind, logind_plan, plan,
+};
+use lightsout_protocol::response::{CancelOutcome, CancelReply};
 use lightsout_protocol::{
     ErrorBody, ErrorKind, Outcome, PendingAction, PowerAction, PowerParams, PowerReply,
     RequestKind, Response, TargetOs,
@@ -49,8 +67,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::audit::{AuditEntry, AuditLog};
-use crate::config::Config;
+use crate::config::{Config, PowerBackend};
 use crate::last_action::{self, LastAction};
+use crate::logind::Logind;
 
 /// Longest a power command may run before it is considered hung and killed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +83,7 @@ pub struct PowerController {
 #[derive(Debug)]
 struct Inner {
     os: TargetOs,
+    backend: PowerBackend,
     command: Option<PathBuf>,
     dry_run: bool,
     privileged: bool,
@@ -72,6 +92,9 @@ struct Inner {
     last_action: Option<PathBuf>,
     boot_id: Option<String>,
     state: Mutex<State>,
+    /// Held by a [`Reservation`] from reserve to commit or drop: one power request at a time
+    /// between its checks and its commit, across the logind hand-over's await.
+    slot: tokio::sync::Mutex<()>,
     /// Held while a command runs that tells the system something (see the module docs).
     system: tokio::sync::Mutex<()>,
     stop: CancellationToken,
@@ -106,18 +129,23 @@ pub enum Reserved<'a> {
     Live(Reservation<'a>),
 }
 
-/// A live action holding the pending slot (the state is locked: no other power request can
-/// change it in between). [`commit`](Self::commit) makes it the pending action; dropping it
-/// changes nothing.
+/// A live action holding the pending slot (an async lock: no other power request can be
+/// reserved or committed in between, and the logind hand-over may await while it is held).
+/// [`hand_over`](Self::hand_over) gives it to logind (logind backend),
+/// [`commit`](Self::commit) makes it the pending action; dropping it changes nothing here.
 #[derive(Debug)]
 #[must_use = "commit the reservation once its audit line is written, or drop it to refuse"]
 pub struct Reservation<'a> {
-    state: MutexGuard<'a, State>,
+    _slot: tokio::sync::MutexGuard<'a, ()>,
     inner: &'a Inner,
     info: PendingAction,
     reply: PowerReply,
     message: Option<String>,
     plan: PowerPlan,
+    /// The exact due time, CLOCK_REALTIME µs (what logind is handed).
+    due_usec: u64,
+    /// The system already holds it (the logind backend's hand-over succeeded).
+    handed_over: bool,
 }
 
 impl Reservation<'_> {
@@ -126,10 +154,60 @@ impl Reservation<'_> {
         &self.reply
     }
 
+    /// Step "hand over", between the audit line and the commit: with the logind backend,
+    /// `SetWallMessage` and `ScheduleShutdown` with the exact due time — from here on logind
+    /// holds the action (its wall warnings, `/run/nologin`, and the action itself, whether
+    /// the agent runs or not). The attempt gets an `execution` line in the audit log either
+    /// way. With the command backend there is nothing to do yet: the command runs at
+    /// [`Execution::start`].
+    ///
+    /// # Errors
+    /// `unavailable` when logind is not reachable or refuses: nothing was scheduled (the
+    /// previous pending action, if any, is still the one logind holds); drop the reservation.
+    pub async fn hand_over(&mut self) -> Result<(), ErrorBody> {
+        let PowerBackend::Logind(bus) = &self.inner.backend else {
+            return Ok(());
+        };
+        let _system = self.inner.system.lock().await;
+        let wall = self.message.as_deref().unwrap_or("");
+        let scheduled = match Logind::connect(bus).await {
+            Ok(logind) => {
+                logind
+                    .schedule(logind_kind(self.info.action), self.due_usec, wall)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let error = scheduled.err().map(|e| {
+            format!(
+                "cannot schedule the {}: {e}; nothing was scheduled, the machine stays up",
+                self.info.action
+            )
+        });
+        let record = self.inner.conclude(
+            &self.info.request_id,
+            self.info.action.into(),
+            &self.info.argv,
+            None,
+            error.clone(),
+        );
+        let mut state = self.inner.state();
+        state.last = Some(record);
+        match error {
+            None => {
+                state.system_holds = true;
+                self.handed_over = true;
+                Ok(())
+            }
+            Some(message) => Err(refuse(ErrorKind::Unavailable, message)),
+        }
+    }
+
     /// Step "commit": the reserved action replaces any pending one and becomes the pending
     /// action. Returns its reply and the execution to start once the reply is on its way.
     pub fn commit(mut self) -> (PowerReply, Execution) {
-        if let Some(previous) = &self.state.pending {
+        let mut state = self.inner.state();
+        if let Some(previous) = &state.pending {
             info!(replaced = %previous.info.request_id, "replacing the pending action");
             // If the system already has it, the replacement's execution cancels it first.
             previous.abort.cancel();
@@ -142,6 +220,7 @@ impl Reservation<'_> {
             plan: self.plan.clone(),
             due_unix: self.info.due_unix,
             abort: abort.clone(),
+            handed_over: self.handed_over,
         };
         info!(request_id = %self.info.request_id, action = %self.info.action,
               delay_secs = self.reply.delay_secs, argv = ?self.info.argv, "power action accepted");
@@ -150,16 +229,19 @@ impl Reservation<'_> {
                 request_id: self.info.request_id.clone(),
                 kind: self.info.action.into(),
                 boot_id: boot_id.clone(),
+                requested_by: Some(self.info.requested_by.clone()),
+                due_unix: Some(self.info.due_unix),
+                message: self.info.message.clone(),
             };
             // Attribution only: the audit line is already on disk, so the action goes ahead.
             if let Err(e) = last_action::record(path, &last) {
                 warn!(path = %path.display(), error = %e, "cannot record the last accepted action");
             }
         }
-        self.state.pending = Some(Pending {
+        state.pending = Some(Pending {
             info: self.info.clone(),
             abort,
-            handed_over: false,
+            handed_over: self.handed_over,
         });
         (self.reply.clone(), execution)
     }
@@ -175,6 +257,8 @@ pub struct Execution {
     plan: PowerPlan,
     due_unix: u64,
     abort: CancellationToken,
+    /// The system already holds it (logind): nothing left to run.
+    handed_over: bool,
 }
 
 /// An error reply carrying `body`.
@@ -200,12 +284,72 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+fn now_usec() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// What logind's `ScheduledShutdown` kind means for lightsout; `None` for the `dry-*` kinds
+/// and anything else that powers nothing off.
+fn action_of_logind_kind(kind: &str) -> Option<PowerAction> {
+    match kind {
+        "poweroff" | "halt" => Some(PowerAction::Shutdown),
+        "reboot" | "kexec" | "soft-reboot" => Some(PowerAction::Restart),
+        _ => None,
+    }
+}
+
+/// Who asked for a pending action that logind holds but no lightsout request explains.
+pub const OUTSIDE_LIGHTSOUT: &str = "scheduled outside lightsout";
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records how something that told the system something ended: an `execution` line in
+    /// the audit log (synced: it may be the last line before the machine goes down) and the
+    /// record the health snapshot shows.
+    fn conclude(
+        &self,
+        request_id: &str,
+        kind: RequestKind,
+        argv: &[String],
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> ActionRecord {
+        match &error {
+            None => info!(request_id, ?exit_code, argv = ?argv, "the system took it"),
+            Some(e) => {
+                error!(request_id, ?exit_code, argv = ?argv, error = %e, "the system did not take it")
+            }
+        }
+        if let Some(audit) = &self.audit {
+            let line = AuditEntry::execution(request_id, kind, argv, exit_code, error.clone());
+            // It has happened: a missing line is logged, it cannot undo anything.
+            if let Err(e) = audit.write(&line, true) {
+                warn!(path = %audit.path().display(), error = %e, request_id, "cannot write the audit log");
+            }
+        }
+        ActionRecord {
+            request_id: request_id.to_owned(),
+            action: kind.power_action(),
+            argv: argv.to_vec(),
+            exit_code,
+            error,
+            finished_unix: now_unix(),
+        }
+    }
+}
+
 impl PowerController {
     /// A controller for the OS, command and mode in `config`.
     pub fn new(config: &Config, stop: CancellationToken, tasks: TaskTracker) -> Self {
         Self {
             inner: Arc::new(Inner {
                 os: config.target_os,
+                backend: config.power_backend.clone(),
                 command: config.power_command.clone(),
                 dry_run: config.dry_run,
                 privileged: config.privileged,
@@ -213,6 +357,7 @@ impl PowerController {
                 last_action: config.last_action.clone(),
                 boot_id: last_action::boot_id(config),
                 state: Mutex::new(State::default()),
+                slot: tokio::sync::Mutex::new(()),
                 system: tokio::sync::Mutex::new(()),
                 stop,
                 tasks,
@@ -221,10 +366,7 @@ impl PowerController {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.state()
     }
 
     fn check_privileged(&self, what: &str) -> Result<(), ErrorBody> {
@@ -251,15 +393,16 @@ impl PowerController {
     }
 
     /// Step "reserve" of a shutdown or restart: checks privilege, limits and the pending
-    /// slot, and either rehearses it (`dry_run`, or the agent is in dry-run mode) or holds the
-    /// slot for it. Nothing has changed yet: the previous action is still pending and nothing
-    /// runs until the reservation is [committed](Reservation::commit), which the caller does
-    /// once the action's audit line is on disk. Dropping the reservation changes nothing.
+    /// slot (waiting for a reservation in progress), and either rehearses it (`dry_run`, or
+    /// the agent is in dry-run mode) or holds the slot for it. Nothing has changed yet: the
+    /// previous action is still pending and nothing runs until the reservation is
+    /// [handed over](Reservation::hand_over) and [committed](Reservation::commit), which the
+    /// caller does once the action's audit line is on disk. Dropping it changes nothing.
     ///
     /// # Errors
     /// `not_privileged`, `bad_request` for a delay or message outside the limits, `busy`
     /// when another action is pending and `params.replace` is not set.
-    pub fn reserve(
+    pub async fn reserve(
         &self,
         request_id: &str,
         requested_by: &str,
@@ -272,13 +415,17 @@ impl PowerController {
         params
             .validate()
             .map_err(|e| refuse(ErrorKind::BadRequest, e.to_string()))?;
-        let plan = plan(
-            action,
-            params.delay_secs,
-            params.message.as_deref(),
-            self.inner.os,
-        );
-        let due_unix = now_unix() + params.delay_secs;
+        let plan = match self.inner.backend {
+            PowerBackend::Command => plan(
+                action,
+                params.delay_secs,
+                params.message.as_deref(),
+                self.inner.os,
+            ),
+            PowerBackend::Logind(_) => logind_plan(action, params.delay_secs),
+        };
+        let due_usec = now_usec().saturating_add(params.delay_secs.saturating_mul(1_000_000));
+        let due_unix = due_usec / 1_000_000;
         let dry_run = dry_run || self.inner.dry_run;
         let reply = PowerReply {
             action,
@@ -294,6 +441,7 @@ impl PowerController {
             return Ok(Reserved::Rehearsal(reply));
         }
 
+        let slot = self.inner.slot.lock().await;
         let mut state = self.state();
         state.expire();
         if let Some(pending) = &state.pending {
@@ -311,8 +459,9 @@ impl PowerController {
                 });
             }
         }
+        drop(state);
         Ok(Reserved::Live(Reservation {
-            state,
+            _slot: slot,
             inner: &self.inner,
             info: PendingAction {
                 action,
@@ -325,18 +474,26 @@ impl PowerController {
             reply,
             message: params.message.clone(),
             plan,
+            due_usec,
+            handed_over: false,
         }))
     }
 
-    /// Cancels the pending action: stops the agent-side timer and runs the system's cancel
-    /// command. With nothing known to be pending, the system command still runs (an action
-    /// may have been scheduled before this agent started) and the reply says so.
+    /// Cancels the pending action: stops the agent-side timer and withdraws the action from
+    /// the system (the cancel command, or logind's `CancelScheduledShutdown`). With nothing
+    /// known to be pending, the system is still told (an action may have been scheduled
+    /// before this agent started), and the reply's `outcome` says which case it was.
     ///
     /// # Errors
-    /// `not_privileged`.
+    /// `not_privileged`; `unavailable` when logind cannot be reached (whatever it holds is
+    /// still scheduled, and still pending here); `internal` when the system held the action
+    /// and its cancel command failed.
     pub async fn cancel(&self, id: &str, dry_run: bool) -> Result<CancelReply, ErrorBody> {
         self.check_privileged("cancel")?;
-        let argv = cancel_argv(self.inner.os);
+        let argv = match self.inner.backend {
+            PowerBackend::Command => cancel_argv(self.inner.os),
+            PowerBackend::Logind(_) => logind_cancel_argv(),
+        };
         if dry_run || self.inner.dry_run {
             let (pending, _) = self.status();
             info!(request_id = %id, argv = ?argv, "dry run: would cancel");
@@ -346,11 +503,15 @@ impl PowerController {
                 cancelled: pending,
                 exit_code: None,
                 audit_missing: None,
+                outcome: None,
             });
         }
-        // A power command running right now finishes first: then we know whether the system
-        // holds the action.
+        // A power command (or hand-over) running right now finishes first: then we know
+        // whether the system holds the action.
         let _system = self.inner.system.lock().await;
+        if let PowerBackend::Logind(bus) = &self.inner.backend {
+            return self.cancel_in_logind(id, bus, argv).await;
+        }
         let (taken, system_holds) = {
             let mut state = self.state();
             state.expire();
@@ -360,7 +521,7 @@ impl PowerController {
             // Its execution checks this under the system lock, so it never runs now.
             p.abort.cancel();
         }
-        let exit_code = if system_holds || taken.is_none() {
+        let (exit_code, outcome) = if system_holds || taken.is_none() {
             let record = self.run_command(id, RequestKind::Cancel, &argv).await;
             match &record.error {
                 None => {
@@ -376,21 +537,153 @@ impl PowerController {
                 }
                 Some(_) => {}
             }
-            record.exit_code
+            let outcome = if system_holds {
+                CancelOutcome::Withdrawn
+            } else {
+                CancelOutcome::NothingPending
+            };
+            (record.exit_code, outcome)
         } else {
-            None
+            (None, CancelOutcome::StoppedBeforeSystem)
         };
         if let Some(p) = &taken {
             self.forget_last_action(Some(&p.info.request_id));
         }
-        info!(request_id = %id, cancelled = ?taken.as_ref().map(|p| &p.info.request_id), "cancel done");
+        info!(request_id = %id, cancelled = ?taken.as_ref().map(|p| &p.info.request_id), ?outcome, "cancel done");
         Ok(CancelReply {
             argv,
             dry_run: false,
             cancelled: taken.map(|p| p.info),
             exit_code,
             audit_missing: None,
+            outcome: Some(outcome),
         })
+    }
+
+    /// The logind backend's cancel (the system lock is held): `CancelScheduledShutdown`, and
+    /// only once logind has answered is the pending action forgotten here.
+    async fn cancel_in_logind(
+        &self,
+        id: &str,
+        bus: &crate::logind::LogindBus,
+        argv: Vec<String>,
+    ) -> Result<CancelReply, ErrorBody> {
+        let cancelled = match Logind::connect(bus).await {
+            Ok(logind) => logind.cancel().await,
+            Err(e) => Err(e),
+        };
+        let had_one = match cancelled {
+            Ok(had_one) => had_one,
+            Err(e) => {
+                let message =
+                    format!("cannot cancel: {e}; whatever systemd-logind holds is still scheduled");
+                let record = self.inner.conclude(
+                    id,
+                    RequestKind::Cancel,
+                    &argv,
+                    None,
+                    Some(message.clone()),
+                );
+                self.state().last = Some(record);
+                return Err(refuse(ErrorKind::Unavailable, message));
+            }
+        };
+        self.inner
+            .conclude(id, RequestKind::Cancel, &argv, None, None);
+        let taken = {
+            let mut state = self.state();
+            state.system_holds = false;
+            state.pending.take()
+        };
+        if let Some(p) = &taken {
+            p.abort.cancel();
+        }
+        self.forget_last_action(None);
+        let outcome = if had_one {
+            CancelOutcome::Withdrawn
+        } else {
+            CancelOutcome::NothingPending
+        };
+        info!(request_id = %id, cancelled = ?taken.as_ref().map(|p| &p.info.request_id), ?outcome, "cancel done");
+        Ok(CancelReply {
+            argv,
+            dry_run: false,
+            cancelled: taken.map(|p| p.info),
+            exit_code: None,
+            audit_missing: None,
+            outcome: Some(outcome),
+        })
+    }
+
+    /// At start-up, with the logind backend: an action logind still holds (the agent was
+    /// restarted, or someone ran `shutdown +N`) becomes the pending action again, so that
+    /// `status` shows it and `cancel` cancels it. Its request id and requester come from
+    /// `last-action.json` when that file describes it (same kind, same due time), else it is
+    /// described as [`OUTSIDE_LIGHTSOUT`]. A dry-run agent never calls D-Bus.
+    pub async fn restore(&self) {
+        let PowerBackend::Logind(bus) = &self.inner.backend else {
+            return;
+        };
+        if self.inner.dry_run {
+            return;
+        }
+        let scheduled = match Logind::connect(bus).await {
+            Ok(logind) => logind.scheduled().await,
+            Err(e) => Err(e),
+        };
+        let (kind, usec) = match scheduled {
+            Ok(Some(scheduled)) => scheduled,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "cannot ask systemd-logind whether an action is scheduled");
+                return;
+            }
+        };
+        let Some(action) = action_of_logind_kind(&kind) else {
+            info!(
+                kind,
+                "systemd-logind holds a scheduled action that powers nothing off"
+            );
+            return;
+        };
+        let due_unix = usec / 1_000_000;
+        let known = self
+            .inner
+            .last_action
+            .as_deref()
+            .and_then(|path| last_action::load(path).ok().flatten())
+            .filter(|last| {
+                last.kind == RequestKind::from(action)
+                    && last.due_unix.is_some_and(|d| d.abs_diff(due_unix) <= 1)
+            });
+        let (request_id, requested_by, message) = match known {
+            Some(last) => (
+                last.request_id,
+                last.requested_by
+                    .unwrap_or_else(|| OUTSIDE_LIGHTSOUT.to_owned()),
+                last.message,
+            ),
+            None => (
+                "outside-lightsout".to_owned(),
+                OUTSIDE_LIGHTSOUT.to_owned(),
+                None,
+            ),
+        };
+        info!(%action, due_unix, request_id, requested_by, "systemd-logind holds a scheduled action: pending again");
+        let mut state = self.state();
+        state.system_holds = true;
+        state.pending = Some(Pending {
+            info: PendingAction {
+                action,
+                request_id,
+                requested_by,
+                due_unix,
+                argv: logind_plan(action, due_unix.saturating_sub(now_unix())).argv,
+                message,
+            },
+            abort: CancellationToken::new(),
+            handed_over: true,
+        });
     }
 
     /// The action named (or any, with `None`) will not take the machine down after all.
@@ -452,25 +745,8 @@ impl PowerController {
                 }
             }
         };
-        match &error {
-            None => info!(request_id, ?exit_code, "power command succeeded"),
-            Some(e) => error!(request_id, ?exit_code, error = %e, "power command failed"),
-        }
-        if let Some(audit) = &self.inner.audit {
-            let line = AuditEntry::execution(request_id, kind, argv, exit_code, error.clone());
-            // The command has run: a missing line is logged, it cannot undo anything.
-            if let Err(e) = audit.write(&line, true) {
-                warn!(path = %audit.path().display(), error = %e, request_id, "cannot write the audit log");
-            }
-        }
-        ActionRecord {
-            request_id: request_id.to_owned(),
-            action: kind.power_action(),
-            argv: argv.to_vec(),
-            exit_code,
-            error,
-            finished_unix: now_unix(),
-        }
+        self.inner
+            .conclude(request_id, kind, argv, exit_code, error)
     }
 }
 
@@ -491,6 +767,10 @@ impl Execution {
     /// Starts the action in the background: wait the agent-side part of the delay, then run
     /// the command. Tracked, so a stopping agent waits for it.
     pub fn start(self, power: &PowerController) {
+        if self.handed_over {
+            // logind holds it since the hand-over: nothing left to do here.
+            return;
+        }
         let power = power.clone();
         power
             .inner
@@ -588,8 +868,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_dropped_reservation_changes_nothing() {
+    #[tokio::test]
+    async fn a_dropped_reservation_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let power = controller(dir.path());
         let later = PowerParams {
@@ -598,6 +878,7 @@ mod tests {
         };
         let first = power
             .reserve("first", "alice", PowerAction::Shutdown, &later, false)
+            .await
             .map(live)
             .unwrap();
         let (_, first) = first.commit();
@@ -610,6 +891,7 @@ mod tests {
         drop(
             power
                 .reserve("second", "alice", PowerAction::Restart, &replace, false)
+                .await
                 .map(live)
                 .unwrap(),
         );
@@ -620,6 +902,7 @@ mod tests {
         // Committed, the replacement takes the slot and stops the first one's timer.
         let (_, second) = power
             .reserve("third", "alice", PowerAction::Restart, &replace, false)
+            .await
             .map(live)
             .unwrap()
             .commit();
@@ -628,8 +911,8 @@ mod tests {
         assert_eq!(power.status().0.unwrap().request_id, "third");
     }
 
-    #[test]
-    fn refusals_reserve_nothing() {
+    #[tokio::test]
+    async fn refusals_reserve_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let power = controller(dir.path());
         let bad = PowerParams {
@@ -638,6 +921,7 @@ mod tests {
         };
         let err = power
             .reserve("bad", "alice", PowerAction::Shutdown, &bad, false)
+            .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadRequest);
         let ok = PowerParams {
@@ -646,17 +930,21 @@ mod tests {
         };
         let _ = power
             .reserve("a", "alice", PowerAction::Shutdown, &ok, false)
+            .await
             .map(live)
             .unwrap()
             .commit();
         let busy = power
             .reserve("b", "alice", PowerAction::Shutdown, &ok, false)
+            .await
             .unwrap_err();
         assert_eq!(busy.kind, ErrorKind::Busy);
         assert_eq!(busy.pending.unwrap().request_id, "a");
         // A rehearsal never touches the slot.
         assert!(matches!(
-            power.reserve("c", "alice", PowerAction::Shutdown, &ok, true),
+            power
+                .reserve("c", "alice", PowerAction::Shutdown, &ok, true)
+                .await,
             Ok(Reserved::Rehearsal(_))
         ));
     }

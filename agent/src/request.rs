@@ -1,5 +1,5 @@
-//! One request, from its frame to its action: decode, decide, remember, carry out, audit,
-//! reply, execute — in that order, each step visible in [`handle`] and [`power_path`].
+//! One request, from its frame to its action: decode, decide, remember, reserve, audit, hand
+//! over, commit, reply, execute — in that order, each step visible in [`handle`] and [`power_path`].
 //!
 //! A power action (shutdown, restart) takes the longest path, and its order is the point:
 //! 1. **decide**: the policy allows this caller this kind of request;
@@ -8,9 +8,14 @@
 //! 3. **reserve**: privilege, limits and the pending slot are checked, and the slot is held;
 //! 4. **audit**: the action's line is written and synced — if it cannot be, the reservation is
 //!    dropped and the request refused (power actions fail closed);
-//! 5. **commit**: the reservation becomes the pending action;
-//! 6. **reply**: the controller learns the action was accepted;
-//! 7. **execute**: the agent-side timer starts, then the command runs.
+//! 5. **hand over**: with the logind backend, systemd-logind is given the action with its
+//!    exact due time — if it cannot take it, the reservation is dropped and the request
+//!    refused (`unavailable`, with an `execution` line saying why): never an "ok" for an
+//!    action that will not happen, never a fallback to something earlier;
+//! 6. **commit**: the reservation becomes the pending action;
+//! 7. **reply**: the controller learns the action was accepted;
+//! 8. **execute**: with the command backend, the agent-side timer starts, then the command
+//!    runs (with logind there is nothing left to do).
 //!
 //! A live cancel is audited (synced) before it runs, like a power action, but does not fail
 //! closed: cancelling can only keep a machine on, so it runs even when its line cannot be
@@ -109,7 +114,7 @@ pub async fn handle(shared: &Shared, caller: &Caller, body: &[u8], replier: &mut
             power_path(shared, caller, request, line, started, replier).await;
         }
         Request::Echo { payload } => {
-            let response = cmd::echo::run(shared, &id, payload);
+            let response = cmd::echo::run(shared, &id, payload).await;
             conclude(shared, line, response, started, replier).await;
         }
         Request::Cancel => {
@@ -168,6 +173,15 @@ async fn cancel_path(
     replier.reply(response).await;
 }
 
+/// A power request that was not accepted, and whether its audit line is still to be
+/// written.
+enum Refused {
+    /// Refused before its line was written: the line is written with the refusal.
+    Before(Response),
+    /// Refused after its line and the hand-over's `execution` line were written.
+    After(Response),
+}
+
 /// A decoded shutdown or restart.
 #[derive(Debug, Clone, Copy)]
 struct PowerRequest<'a> {
@@ -209,67 +223,83 @@ async fn power_path(
     let Memory::Proceed(claim) = remember(shared, caller, id, &line, started, replier).await else {
         return;
     };
-    // 3 to 5 hold the pending slot locked: no await until it is committed or dropped.
-    let accepted = {
+    // 3 to 6 hold the pending slot: no other power request gets between them.
+    let accepted = 'decided: {
         // 3. Reserve.
-        match shared
+        let mut reservation = match shared
             .power
             .reserve(id, &caller.identity.name, action, params, dry_run)
+            .await
         {
-            Err(body) => Err(crate::power::error_response(id, body)),
+            Err(body) => {
+                break 'decided Err(Refused::Before(crate::power::error_response(id, body)));
+            }
             Ok(Reserved::Rehearsal(reply)) => {
                 simulate_reboot_after(shared, &reply);
-                Err(Response::ok(id, power_reply(action, reply)))
+                break 'decided Err(Refused::Before(Response::ok(
+                    id,
+                    power_reply(action, reply),
+                )));
             }
-            Ok(Reserved::Live(reservation)) => {
-                // 4. Audit, synced, and remember across restarts, synced. The line's outcome
-                // is "ok": the action is accepted once both are written.
-                line.accept(started);
-                let accepted = Response::ok(id, power_reply(action, reservation.reply().clone()));
-                let written = durable(shared, &line).and_then(|()| match &claim {
-                    Some(claim) => claim
-                        .persist(&accepted)
-                        .map_err(|e| format!("replay memory: {e}")),
-                    None => Ok(()),
-                });
-                match written {
-                    Err(reason) => {
-                        drop(reservation);
-                        error!(request_id = %id, %kind, error = %reason, "audit log cannot be written: power action refused");
-                        line.refuse(format!("audit log cannot be written: {reason}"));
-                        Err(crate::power::error_response(
-                            id,
-                            lightsout_protocol::ErrorBody {
-                                kind: ErrorKind::Internal,
-                                message: format!(
-                                    "the audit log cannot be written ({reason}); power actions fail closed"
-                                ),
-                                pending: None,
-                            },
-                        ))
-                    }
-                    // 5. Commit.
-                    Ok(()) => Ok(reservation.commit()),
-                }
-            }
+            Ok(Reserved::Live(reservation)) => reservation,
+        };
+        // 4. Audit, synced, and remember across restarts, synced. The line's outcome is "ok":
+        // the action is accepted once both are written.
+        line.accept(started);
+        let accepted = Response::ok(id, power_reply(action, reservation.reply().clone()));
+        let written = durable(shared, &line).and_then(|()| match &claim {
+            Some(claim) => claim
+                .persist(&accepted)
+                .map_err(|e| format!("replay memory: {e}")),
+            None => Ok(()),
+        });
+        if let Err(reason) = written {
+            drop(reservation);
+            error!(request_id = %id, %kind, error = %reason, "audit log cannot be written: power action refused");
+            line.refuse(format!("audit log cannot be written: {reason}"));
+            break 'decided Err(Refused::Before(crate::power::error_response(
+                id,
+                lightsout_protocol::ErrorBody {
+                    kind: ErrorKind::Internal,
+                    message: format!(
+                        "the audit log cannot be written ({reason}); power actions fail closed"
+                    ),
+                    pending: None,
+                },
+            )));
         }
+        // 5. Hand over (logind backend: the system holds it from here on; its `execution`
+        // line is written either way). A refusal replaces the remembered reply, so that a
+        // retry after a restart gets the same refusal.
+        if let Err(body) = reservation.hand_over().await {
+            drop(reservation);
+            let refusal = crate::power::error_response(id, body);
+            if let Some(Err(e)) = claim.as_ref().map(|c| c.persist(&refusal)) {
+                warn!(request_id = %id, error = %e, "cannot remember the refusal across restarts");
+            }
+            break 'decided Err(Refused::After(refusal));
+        }
+        // 6. Commit.
+        Ok(reservation.commit())
     };
     let (response, execution) = match accepted {
         Ok((reply, execution)) => (
             Response::ok(id, power_reply(action, reply)),
             Some(execution),
         ),
-        Err(response) => {
+        Err(Refused::Before(response)) => {
             // Not accepted: its line is written now (best effort).
             audit_best_effort(shared, line, &response, started);
             (response, None)
         }
+        // Its request line and its `execution` line (the failure) are written.
+        Err(Refused::After(response)) => (response, None),
     };
     finish(claim, &response);
     log_result(id, kind, dry_run, &response, started);
-    // 6. Reply.
+    // 7. Reply.
     replier.reply(response).await;
-    // 7. Execute.
+    // 8. Execute (command backend: the agent-side timer, then the command).
     if let Some(execution) = execution {
         execution.start(&shared.power);
     }

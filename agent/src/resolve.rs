@@ -13,9 +13,10 @@ use lightsout_protocol::DEFAULT_PORT;
 
 use crate::access::{Access, AccessError, AccessSources};
 use crate::audit::AuditLog;
-use crate::cli::{AgentCommand, Args};
-use crate::config::{Config, LimitError, Limits};
+use crate::cli::{AgentCommand, Args, BackendChoice};
+use crate::config::{Config, LimitError, Limits, PowerBackend};
 use crate::discovery::AgentIdentity;
+use crate::logind::LogindBus;
 use crate::replay::ReplayMemory;
 
 use crate::settings::{FileSettings, LimitsSection};
@@ -112,9 +113,74 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+    /// `backend = "logind"` on a machine not booted with systemd.
+    #[error(
+        "power backend \"logind\" (--power-backend, or [power] backend in the config file): this machine was not booted with systemd ({SYSTEMD_BOOTED} does not exist), so there is no systemd-logind to hand power actions to; use \"command\" or \"auto\""
+    )]
+    NoSystemd,
+    /// A stand-in command with a backend that does not run commands.
+    #[error(
+        "power_command (a stand-in for `shutdown`) is only run by the \"command\" power backend; remove it or set [power] backend = \"command\""
+    )]
+    StandInNeedsCommandBackend,
+    /// `--logind-bus` with the command backend.
+    #[error(
+        "--logind-bus is for the logind power backend; do not combine it with backend \"command\""
+    )]
+    LogindBusNeedsLogind,
     /// `--simulate-reboot` on an agent that would power off for real.
     #[error("--simulate-reboot is a test facility for dry-run agents: add --dry-run")]
     SimulateRebootNeedsDryRun,
+}
+
+/// Exists when the machine was booted with systemd (what `sd_booted()` checks).
+pub const SYSTEMD_BOOTED: &str = "/run/systemd/system";
+
+/// What the power backend choice depends on, gathered by [`Config::resolve`].
+#[derive(Debug, Clone, Copy)]
+pub struct BackendFacts<'a> {
+    /// `--power-backend`, else the file's `[power] backend`.
+    pub choice: Option<BackendChoice>,
+    /// A stand-in command is configured.
+    pub stand_in: bool,
+    /// The agent rehearses everything.
+    pub dry_run: bool,
+    /// `SYSTEMD_BOOTED` exists (and this is Linux).
+    pub systemd_booted: bool,
+    /// The hidden test option `--logind-bus`.
+    pub logind_bus: Option<&'a str>,
+}
+
+/// Chooses the power backend, once. `auto` never picks logind for an agent with a stand-in or
+/// in dry-run — as every test agent is — so a test agent never reaches the real system bus;
+/// `--logind-bus` names the only bus the agent may use.
+///
+/// # Errors
+/// [`ConfigError::NoSystemd`], [`ConfigError::StandInNeedsCommandBackend`],
+/// [`ConfigError::LogindBusNeedsLogind`].
+pub fn choose_backend(facts: BackendFacts<'_>) -> Result<PowerBackend, ConfigError> {
+    let choice = facts.choice.unwrap_or(BackendChoice::Auto);
+    if let Some(address) = facts.logind_bus {
+        return match choice {
+            BackendChoice::Command => Err(ConfigError::LogindBusNeedsLogind),
+            _ if facts.stand_in => Err(ConfigError::StandInNeedsCommandBackend),
+            _ => Ok(PowerBackend::Logind(LogindBus::Address(address.to_owned()))),
+        };
+    }
+    match choice {
+        BackendChoice::Command => Ok(PowerBackend::Command),
+        BackendChoice::Logind if facts.stand_in => Err(ConfigError::StandInNeedsCommandBackend),
+        BackendChoice::Logind if !facts.systemd_booted => Err(ConfigError::NoSystemd),
+        BackendChoice::Logind => Ok(PowerBackend::Logind(LogindBus::System)),
+        BackendChoice::Auto if facts.systemd_booted && !facts.stand_in && !facts.dry_run => {
+            Ok(PowerBackend::Logind(LogindBus::System))
+        }
+        BackendChoice::Auto => Ok(PowerBackend::Command),
+    }
+}
+
+fn systemd_booted() -> bool {
+    cfg!(target_os = "linux") && std::path::Path::new(SYSTEMD_BOOTED).is_dir()
 }
 
 /// Parses a listen address: `ADDR:PORT`, `ADDR` (default port) or `PORT` (any address).
@@ -326,6 +392,13 @@ impl Config {
         config.audit = Some(audit.clone());
         config.last_action = Some(home.dir().join("last-action.json"));
         config.dry_run = args.dry_run || file.dry_run.unwrap_or(false);
+        config.power_backend = choose_backend(BackendFacts {
+            choice: args.power_backend.or(file.power.backend),
+            stand_in: power_command.is_some(),
+            dry_run: config.dry_run,
+            systemd_booted: systemd_booted(),
+            logind_bus: args.logind_bus.as_deref(),
+        })?;
         config.power_command = power_command;
         config.limits = limits;
         config.replay = Arc::new(replay);
@@ -505,6 +578,84 @@ mod tests {
             "the binary's default is live, not dry-run"
         );
         assert_eq!(r.audit.path(), home.join("audit.jsonl"));
+    }
+
+    #[test]
+    fn the_backend_is_chosen_once_and_tests_never_get_the_system_bus() {
+        let facts = |choice, stand_in, dry_run, systemd_booted, logind_bus| BackendFacts {
+            choice,
+            stand_in,
+            dry_run,
+            systemd_booted,
+            logind_bus,
+        };
+        let system = Ok(PowerBackend::Logind(LogindBus::System));
+        let pick = |f| choose_backend(f).map_err(|e| e.to_string());
+        // auto: logind only on a live systemd machine without a stand-in.
+        assert_eq!(pick(facts(None, false, false, true, None)), system.clone());
+        assert_eq!(
+            pick(facts(Some(BackendChoice::Auto), false, false, false, None)),
+            Ok(PowerBackend::Command)
+        );
+        // What every test agent has: a stand-in or --dry-run, even on a systemd machine.
+        assert_eq!(
+            pick(facts(None, true, false, true, None)),
+            Ok(PowerBackend::Command)
+        );
+        assert_eq!(
+            pick(facts(None, false, true, true, None)),
+            Ok(PowerBackend::Command)
+        );
+        // Explicit choices.
+        assert_eq!(
+            pick(facts(
+                Some(BackendChoice::Command),
+                false,
+                false,
+                true,
+                None
+            )),
+            Ok(PowerBackend::Command)
+        );
+        assert_eq!(
+            pick(facts(Some(BackendChoice::Logind), false, true, true, None)),
+            system
+        );
+        let err = pick(facts(
+            Some(BackendChoice::Logind),
+            false,
+            false,
+            false,
+            None,
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("not booted with systemd") && err.contains(SYSTEMD_BOOTED),
+            "{err}"
+        );
+        let err = pick(facts(Some(BackendChoice::Logind), true, false, true, None)).unwrap_err();
+        assert!(err.contains("power_command"), "{err}");
+        // --logind-bus: that bus and no other, systemd or not.
+        let fake = Ok(PowerBackend::Logind(LogindBus::Address(
+            "unix:path=/t/bus".into(),
+        )));
+        assert_eq!(
+            pick(facts(None, false, false, false, Some("unix:path=/t/bus"))),
+            fake
+        );
+        assert_eq!(
+            pick(facts(None, false, true, true, Some("unix:path=/t/bus"))),
+            fake
+        );
+        let err = pick(facts(
+            Some(BackendChoice::Command),
+            false,
+            false,
+            true,
+            Some("unix:path=/t/bus"),
+        ))
+        .unwrap_err();
+        assert!(err.contains("--logind-bus"), "{err}");
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     ) {
         crate::last_action::attribute_reboot(path, &boot_id, shared.config.audit.as_deref());
     }
+    // Before the first request: an action systemd-logind still holds is pending again.
+    shared.power.restore().await;
     let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     let handshakes = PendingHandshakes::new(shared.config.limits.max_handshakes_per_ip);
     let admission = Admission::new(&shared.config.limits);
@@ -63,6 +65,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         dry_run = shared.config.dry_run,
         privileged = shared.config.privileged,
+        power_backend = shared.config.power_backend.name(),
         "agent listening"
     );
 

@@ -42,6 +42,17 @@ pub struct FileSettings {
     /// Relaying Wake-on-LAN packets.
     #[serde(default)]
     pub wake: WakeSection,
+    /// How power actions reach the system.
+    #[serde(default)]
+    pub power: PowerSection,
+}
+
+/// `[power]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerSection {
+    /// `auto` (default), `logind` or `command`.
+    pub backend: Option<crate::cli::BackendChoice>,
 }
 
 /// `[wake]`
@@ -172,6 +183,7 @@ impl FileSettings {
             ("audit", self.audit != newer.audit),
             ("limits", self.limits != newer.limits),
             ("wake", self.wake != newer.wake),
+            ("power", self.power != newer.power),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

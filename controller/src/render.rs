@@ -6,7 +6,8 @@
 //! terminal: a compromised or buggy lab machine must not be able to send escape sequences
 //! to the administrator's terminal.
 
-use lightsout_protocol::response::CancelReply;
+use lightsout_protocol::health::Session;
+use lightsout_protocol::response::{CancelOutcome, CancelReply};
 use lightsout_protocol::{Health, Outcome, PowerReply, Reply, WakeReply};
 use serde_json::{Value, json};
 
@@ -68,16 +69,54 @@ fn cancel_detail(c: &CancelReply) -> String {
         None => "nothing was pending here".to_string(),
     };
     if c.dry_run {
-        format!("dry run: {what}; would run `{}`", show_argv(&c.argv))
-    } else {
-        let exit = c
-            .exit_code
-            .map_or_else(String::new, |code| format!(" (exit {code})"));
-        let missing = c.audit_missing.as_deref().map_or_else(String::new, |r| {
-            format!(" — warning: its audit line is missing ({})", sanitize(r))
-        });
-        format!("{what}; ran `{}`{exit}{missing}", show_argv(&c.argv))
+        return format!("dry run: {what}; would run `{}`", show_argv(&c.argv));
     }
+    let exit = c
+        .exit_code
+        .map_or_else(String::new, |code| format!(", exit {code}"));
+    let ran = format!("`{}`{exit}", show_argv(&c.argv));
+    let missing = c.audit_missing.as_deref().map_or_else(String::new, |r| {
+        format!(" — warning: its audit line is missing ({})", sanitize(r))
+    });
+    match c.outcome {
+        Some(CancelOutcome::Withdrawn) => {
+            format!("{what}; withdrawn from the system ({ran}){missing}")
+        }
+        Some(CancelOutcome::StoppedBeforeSystem) => {
+            format!("{what} before it reached the system; nothing to cancel there{missing}")
+        }
+        Some(CancelOutcome::NothingPending) if c.cancelled.is_some() => {
+            format!("{what}; the system held nothing to withdraw ({ran}){missing}")
+        }
+        Some(CancelOutcome::NothingPending) => {
+            format!("{what}; the system held nothing either ({ran}){missing}")
+        }
+        // Agents that predate `outcome` (or a newer outcome): what they did, as they said it.
+        None | Some(CancelOutcome::Unknown) => {
+            format!("{what}; ran {ran}{missing}")
+        }
+    }
+}
+
+/// One occupying session for people: `alice on tty1 (active, idle 3m)`.
+pub fn session_summary(s: &Session) -> String {
+    let mut facts = Vec::new();
+    if let Some(state) = s.state {
+        facts.push(state.as_str().to_owned());
+    }
+    if let Some(idle) = s.idle_secs {
+        facts.push(if idle == 0 {
+            "in use".to_owned()
+        } else {
+            format!("idle {}", human(idle))
+        });
+    }
+    let facts = if facts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", facts.join(", "))
+    };
+    format!("{} on {}{facts}", sanitize(&s.user), sanitize(&s.place()))
 }
 
 fn echo_detail(payload: &str, h: &Health) -> String {
@@ -434,6 +473,75 @@ pub fn status_board(results: &[HostResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lightsout_protocol::PowerAction;
+    use lightsout_protocol::health::SessionState;
+    use lightsout_protocol::response::PendingAction;
+
+    fn cancel(outcome: Option<CancelOutcome>, pending: bool, argv: &[&str]) -> CancelReply {
+        CancelReply {
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            dry_run: false,
+            cancelled: pending.then(|| PendingAction {
+                action: PowerAction::Shutdown,
+                request_id: "r1".into(),
+                requested_by: "alice".into(),
+                due_unix: 0,
+                argv: vec![],
+                message: None,
+            }),
+            exit_code: (argv[0] == "shutdown").then_some(0),
+            audit_missing: None,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_cancel_says_which_of_the_three_things_happened() {
+        let sd = ["shutdown", "-c"];
+        let logind = ["logind", "CancelScheduledShutdown"];
+        assert_eq!(
+            cancel_detail(&cancel(Some(CancelOutcome::StoppedBeforeSystem), true, &sd)),
+            "cancelled pending shutdown (request r1) before it reached the system; nothing to cancel there"
+        );
+        assert_eq!(
+            cancel_detail(&cancel(Some(CancelOutcome::Withdrawn), true, &sd)),
+            "cancelled pending shutdown (request r1); withdrawn from the system (`shutdown -c`, exit 0)"
+        );
+        assert_eq!(
+            cancel_detail(&cancel(Some(CancelOutcome::Withdrawn), true, &logind)),
+            "cancelled pending shutdown (request r1); withdrawn from the system (`logind CancelScheduledShutdown`)"
+        );
+        assert_eq!(
+            cancel_detail(&cancel(Some(CancelOutcome::NothingPending), false, &logind)),
+            "nothing was pending here; the system held nothing either (`logind CancelScheduledShutdown`)"
+        );
+        // An older agent, without `outcome`: as before.
+        assert_eq!(
+            cancel_detail(&cancel(None, false, &sd)),
+            "nothing was pending here; ran `shutdown -c`, exit 0"
+        );
+    }
+
+    #[test]
+    fn a_session_is_named_with_its_place_state_and_idle_time() {
+        let mut s = Session {
+            user: "alice".into(),
+            tty: Some("tty1".into()),
+            seat: Some("seat0".into()),
+            remote_host: None,
+            state: Some(SessionState::Active),
+            idle_secs: Some(180),
+        };
+        assert_eq!(session_summary(&s), "alice on tty1 (active, idle 3m)");
+        s.tty = Some("pts/0".into());
+        s.remote_host = Some("10.0.0.5\u{1b}[2J".into());
+        s.state = None;
+        s.idle_secs = Some(0);
+        assert_eq!(
+            session_summary(&s),
+            "alice on pts/0 from 10.0.0.5?[2J (in use)"
+        );
+    }
 
     #[test]
     fn json_output_escapes_what_json_leaves_raw() {

@@ -34,8 +34,12 @@ pub struct Health {
     pub memory_total_bytes: u64,
     /// Available memory in bytes.
     pub memory_available_bytes: u64,
-    /// Distinct users logged in, when the platform tells it.
+    /// Distinct users occupying the machine (see [`Session`]), when the platform tells it.
     pub logged_in_users: Option<u32>,
+    /// The sessions that occupy the machine, each with its idle time; `None` when they cannot
+    /// be listed (only counted, or not even that). Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<Session>>,
     /// Version of the agent binary.
     pub agent_version: String,
     /// Whether the agent runs as root / elevated administrator (can power the machine off).
@@ -90,4 +94,70 @@ pub struct ActionRecord {
     pub error: Option<String>,
     /// When it finished, Unix seconds.
     pub finished_unix: u64,
+}
+
+/// A login session that occupies the machine.
+///
+/// Occupied means (defined once, in the agent's `occupancy` module): systemd-logind lists a
+/// session of class `user` in state `active` or `online` (greeters, the user manager and
+/// background sessions do not count); where logind does not run, a utmp login record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The user's login name.
+    pub user: String,
+    /// Terminal (`tty1`, `pts/0`), when the session has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<String>,
+    /// Seat (`seat0`) of a local graphical or console session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    /// Where a remote session (ssh) comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
+    /// logind's state; `None` where the source has none (utmp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<SessionState>,
+    /// Seconds since the session's last input, when known (`None` also when it is not idle
+    /// according to logind: then it is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<u64>,
+}
+
+/// The logind session states that occupy a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// In the foreground of its seat (or a remote session being used).
+    Active,
+    /// Logged in, not in the foreground.
+    Online,
+    /// A state this build does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl SessionState {
+    /// logind's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Active => "active",
+            SessionState::Online => "online",
+            SessionState::Unknown => "unknown",
+        }
+    }
+}
+
+impl Session {
+    /// Where the session is, for people: `tty1`, `seat0`, `pts/0 from 10.0.0.5`.
+    pub fn place(&self) -> String {
+        let local = self
+            .tty
+            .as_deref()
+            .or(self.seat.as_deref())
+            .unwrap_or("a session");
+        match &self.remote_host {
+            Some(host) if !host.is_empty() => format!("{local} from {host}"),
+            _ => local.to_owned(),
+        }
+    }
 }

@@ -147,6 +147,35 @@ pub fn plan(
     }
 }
 
+/// systemd-logind's name for `action` in `ScheduleShutdown` (and its `ScheduledShutdown`
+/// property).
+pub fn logind_kind(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::Shutdown => "poweroff",
+        PowerAction::Restart => "reboot",
+    }
+}
+
+/// How the logind backend carries out a power request, as an argv-like description for
+/// replies, rehearsals and the audit log: `["logind", "ScheduleShutdown", "poweroff", "+90s"]`.
+/// The agent never waits itself: logind is handed the exact due time (no minute rounding).
+pub fn logind_plan(action: PowerAction, delay_secs: u64) -> PowerPlan {
+    PowerPlan {
+        agent_wait_secs: 0,
+        argv: vec![
+            "logind".into(),
+            "ScheduleShutdown".into(),
+            logind_kind(action).into(),
+            format!("+{delay_secs}s"),
+        ],
+    }
+}
+
+/// The description of the logind backend's cancel (`CancelScheduledShutdown`).
+pub fn logind_cancel_argv() -> Vec<String> {
+    vec!["logind".into(), "CancelScheduledShutdown".into()]
+}
+
 /// The command line that aborts a pending shutdown or restart on `os`.
 ///
 /// macOS's BSD `shutdown` has no `-c`: a scheduled shutdown *is* a waiting `shutdown`
@@ -247,6 +276,15 @@ mod tests {
             (0, vec!["shutdown", "-h", "now", "bye"])
         );
         assert_eq!(cancel_argv(MacOs), vec!["killall", "shutdown"]);
+    }
+
+    #[test]
+    fn logind_plans_exact_seconds_and_never_waits_in_the_agent() {
+        let p = logind_plan(Shutdown, 90);
+        assert_eq!(p.agent_wait_secs, 0);
+        assert_eq!(p.argv, ["logind", "ScheduleShutdown", "poweroff", "+90s"]);
+        assert_eq!(logind_plan(Restart, 0).argv[2..], ["reboot", "+0s"]);
+        assert_eq!(logind_cancel_argv(), ["logind", "CancelScheduledShutdown"]);
     }
 
     #[test]

@@ -98,6 +98,26 @@ pub struct CancelReply {
     /// be written (it can only keep a machine on). Absent when the line was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_missing: Option<String>,
+    /// What the cancel did on this machine (absent from agents that predate it, and from
+    /// rehearsals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<CancelOutcome>,
+}
+
+/// What a live cancel did: the three cases an administrator needs told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The system held the action (logind's schedule, or `shutdown`'s) and it was withdrawn.
+    Withdrawn,
+    /// The action was still waiting in the agent and never reached the system: stopped there,
+    /// nothing had to be withdrawn from the system.
+    StoppedBeforeSystem,
+    /// Nothing was pending, neither in the agent nor (as far as the system said) in the system.
+    NothingPending,
+    /// An outcome this build does not know (sent by a newer agent).
+    #[serde(other)]
+    Unknown,
 }
 
 /// A refused or failed request.
@@ -129,6 +149,9 @@ pub enum ErrorKind {
     Busy,
     /// The agent failed while carrying out an accepted request.
     Internal,
+    /// The system cannot carry out the action now (e.g. systemd-logind is not reachable on
+    /// the system bus, or refused it). Nothing was scheduled: the machine stays up.
+    Unavailable,
     /// A kind this build does not know (sent by a newer agent).
     #[serde(other)]
     Unknown,
@@ -144,6 +167,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedVersion => "unsupported_version",
             ErrorKind::Busy => "busy",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::Unknown => "unknown",
         }
     }

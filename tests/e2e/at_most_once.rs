@@ -211,6 +211,10 @@ async fn cancel_with_nothing_pending_says_so() {
             assert_eq!(r.argv, ["shutdown", "-c"]);
             // The system's cancel still ran: an action may predate this agent.
             assert_eq!(r.exit_code, Some(0));
+            assert_eq!(
+                r.outcome,
+                Some(lightsout_protocol::response::CancelOutcome::NothingPending)
+            );
             assert!(!r.dry_run);
         }
         other => panic!("{other:?}"),

@@ -17,6 +17,8 @@ mod keys;
 mod lab;
 mod lan;
 mod lifecycle;
+#[cfg(unix)]
+mod logind;
 mod netns;
 mod packaging;
 #[cfg(unix)]

@@ -157,6 +157,7 @@ fn cancel_runs_the_stand_in_with_dash_c() {
     assert_eq!(response["argv"], json!(["shutdown", "-c"]));
     assert!(response["cancelled"].is_null(), "{response}");
     assert_eq!(response["exit_code"], 0);
+    assert_eq!(response["outcome"], "nothing_pending", "{response}");
     assert_eq!(log_lines(&log), ["-c"], "cancel runs before it replies");
 
     // A pending action the system already has.
@@ -171,8 +172,43 @@ fn cancel_runs_the_stand_in_with_dash_c() {
         "{response}"
     );
     assert_eq!(response["exit_code"], 0);
+    assert_eq!(response["outcome"], "withdrawn", "{response}");
     assert_eq!(log_lines(&log), ["-c", "-h +2", "-c"]);
     assert!(health(&lab, &agent)["pending"].is_null());
+}
+
+#[test]
+fn an_early_cancel_says_the_action_never_reached_the_system() {
+    let lab = Lab::new();
+    let (mut agent, log) = stand_in_agent(&lab, 0);
+    let target = agent.target();
+    // 90 s: the agent waits 30 s before `shutdown -h +1`; the cancel comes well before.
+    let doc = lab.lightsout_json(&["shutdown", &target, "--delay", "90s"], 0);
+    let id = only_host(&doc)["request_id"].as_str().unwrap().to_owned();
+    let doc = lab.lightsout_json(&["cancel", &target], 0);
+    let response = &only_host(&doc)["response"];
+    assert_eq!(response["outcome"], "stopped_before_system", "{response}");
+    assert_eq!(
+        response["cancelled"]["request_id"],
+        id.as_str(),
+        "{response}"
+    );
+    assert!(response["exit_code"].is_null(), "nothing ran: {response}");
+    // The text says what happened, not "ran `shutdown -c`".
+    let doc = lab.lightsout_json(&["shutdown", &target, "--delay", "90s"], 0);
+    let id = only_host(&doc)["request_id"].as_str().unwrap().to_owned();
+    let run = lab.lightsout(&["cancel", &target]).success();
+    assert!(
+        run.stdout.contains(&format!(
+            "cancelled pending shutdown (request {id}) before it reached the system; nothing to cancel there"
+        )) && !run.stdout.contains("ran `"),
+        "{run:?}"
+    );
+    assert_eq!(
+        stop_and_read_log(&mut agent, &log),
+        Vec::<String>::new(),
+        "nothing ever reached the system"
+    );
 }
 
 #[test]

@@ -48,8 +48,8 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    /// Starts `lightsout-agent` with `args` (which must include `--dry-run` or
-    /// `--power-command`; enforced here) on 127.0.0.1 port 0, and waits for its
+    /// Starts `lightsout-agent` with `args` (which must include `--dry-run`, `--power-command`
+    /// or `--logind-bus` on a test bus; enforced here) on 127.0.0.1 port 0, and waits for its
     /// "listening on" line.
     ///
     /// The agent runs with root's effective uid, as on a real lab machine: directly when the
@@ -83,9 +83,14 @@ impl AgentProcess {
             .position(|a| *a == "--power-command")
             .and_then(|i| args.get(i + 1))
             .map(Path::new);
+        let test_bus = args
+            .iter()
+            .position(|a| *a == "--logind-bus")
+            .and_then(|i| args.get(i + 1))
+            .is_some_and(|a| crate::is_test_bus(a));
         assert!(
-            args.contains(&"--dry-run") || stand_in.is_some_and(is_temporary),
-            "test agents must run in dry-run or with a stand-in power command in a temporary directory"
+            args.contains(&"--dry-run") || stand_in.is_some_and(is_temporary) || test_bus,
+            "test agents must run in dry-run, with a stand-in power command in a temporary directory, or with --logind-bus on a test bus in a temporary directory"
         );
         // The developer's own settings must not reach a test agent.
         cmd.env_remove("LIGHTSOUT_CONFIG")

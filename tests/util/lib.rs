@@ -1,9 +1,11 @@
 //! Helpers shared by the end-to-end tests (and the benchmarks): one home for them, as
 //! ripgrep's `tests/util.rs`.
 //!
-//! Safety: every agent started here runs in dry-run mode or with a stand-in power command
-//! written into a temporary directory (both [`AgentProcess::start_cmd`] and
-//! [`InProc::start`] refuse anything else). Nothing here can reach the system's `shutdown`.
+//! Safety: every agent started here runs in dry-run mode, with a stand-in power command
+//! written into a temporary directory, or with the logind backend on a private test bus in a
+//! temporary directory (`--logind-bus`, used exclusively by the agent); both
+//! [`AgentProcess::start_cmd`] and [`InProc::start`] refuse anything else. Nothing here can
+//! reach the system's `shutdown` or the system bus.
 //!
 //! # Layout
 //! - this file: [`PATIENCE`], [`bin`], the skip convention ([`skip`], [`skip_missing`]).
@@ -11,6 +13,8 @@
 //!   commands, and the waits on their logs.
 //! - [`agent`]: agents as real processes ([`AgentProcess`]) or in-process ([`InProc`]), and
 //!   what a process holds (sockets, memory).
+//! - [`logind`]: a fake systemd-logind on a private D-Bus ([`FakeLogind`]), for agents with
+//!   the logind power backend (`--logind-bus`).
 //! - [`debs`]: the Debian packages, built once (or taken from `LIGHTSOUT_DEB_DIR`) and
 //!   extracted per machine.
 //! - [`readme`]: the README's administrator procedures, run as written on stand-in machines
@@ -27,6 +31,7 @@
 pub mod agent;
 pub mod debs;
 pub mod lab;
+pub mod logind;
 pub mod raw;
 pub mod readme;
 #[cfg(target_os = "linux")]
@@ -37,6 +42,7 @@ use std::time::Duration;
 
 pub use agent::*;
 pub use lab::*;
+pub use logind::*;
 pub use raw::*;
 pub use readme::*;
 

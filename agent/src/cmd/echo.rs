@@ -5,7 +5,7 @@ use lightsout_protocol::{ErrorKind, Reply, Response};
 use crate::state::Shared;
 
 /// Answers an echo.
-pub fn run(shared: &Shared, id: &str, payload: String) -> Response {
+pub async fn run(shared: &Shared, id: &str, payload: String) -> Response {
     let max = shared.config.limits.max_echo_payload;
     if payload.len() > max {
         return Response::error(
@@ -17,7 +17,7 @@ pub fn run(shared: &Shared, id: &str, payload: String) -> Response {
             ),
         );
     }
-    let health = shared.health.snapshot(&shared.config, &shared.power);
+    let health = shared.health.snapshot(&shared.config, &shared.power).await;
     Response::ok(
         id,
         Reply::Echo {

@@ -4,16 +4,16 @@
 //! id) are read once. The rest (memory, load, users, interfaces, host name) is read at most
 //! once a second and shared by the echoes of that second: profiling showed the /proc reads
 //! were most of an echo's cost, and a health check does not need sub-second freshness.
+//! Who occupies the machine comes from [`crate::occupancy`] (logind or utmp).
 
 mod macs;
 pub mod simulate;
-mod users;
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lightsout_protocol::Health;
-use lightsout_protocol::health::InterfaceMac;
+use lightsout_protocol::health::{InterfaceMac, Session};
 use sysinfo::{MemoryRefreshKind, System};
 
 use crate::config::Config;
@@ -51,6 +51,7 @@ struct Reading {
     memory_available_bytes: u64,
     load_avg: [f64; 3],
     logged_in_users: Option<u32>,
+    sessions: Option<Vec<Session>>,
     macs: Vec<InterfaceMac>,
 }
 
@@ -80,7 +81,7 @@ impl HealthProbe {
         }
     }
 
-    fn read(&self, config: &Config) -> Reading {
+    async fn read(&self, config: &Config) -> Reading {
         let (memory_total_bytes, memory_available_bytes) = {
             let mut sys = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
             match sys.as_mut() {
@@ -92,37 +93,43 @@ impl HealthProbe {
             }
         };
         let load = System::load_average().ok();
+        let (logged_in_users, sessions) = if config.testing.fake_users_unknown {
+            (None, None)
+        } else if let Some(n) = config.testing.fake_logged_in_users {
+            (Some(n), None)
+        } else {
+            let occupancy = crate::occupancy::read(&config.power_backend).await;
+            (occupancy.users(), occupancy.sessions)
+        };
         Reading {
             at: Instant::now(),
             hostname: System::host_name().unwrap_or_else(|_| "unknown".into()),
             memory_total_bytes,
             memory_available_bytes,
             load_avg: load.map_or([0.0; 3], |l| [l.one, l.five, l.fifteen]),
-            logged_in_users: if config.testing.fake_users_unknown {
-                None
-            } else {
-                config.testing.fake_logged_in_users.or_else(users::count)
-            },
+            logged_in_users,
+            sessions,
             macs: macs::read(config.testing.fake_sysfs_net.as_deref()),
         }
     }
 
-    /// The changing facts, read now or reused from the last second.
-    fn recent(&self, config: &Config) -> Reading {
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        match recent.as_ref() {
-            Some(r) if r.at.elapsed() < FRESHNESS => r.clone(),
-            _ => {
-                let r = self.read(config);
-                *recent = Some(r.clone());
-                r
+    /// The changing facts, read now or reused from the last second. Two echoes of the same
+    /// moment may both read: cheaper than holding a lock across the occupancy read.
+    async fn recent(&self, config: &Config) -> Reading {
+        {
+            let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(r) = recent.as_ref().filter(|r| r.at.elapsed() < FRESHNESS) {
+                return r.clone();
             }
         }
+        let r = self.read(config).await;
+        *self.recent.lock().unwrap_or_else(PoisonError::into_inner) = Some(r.clone());
+        r
     }
 
     /// A snapshot (the changing facts at most a second old; see the module docs).
-    pub fn snapshot(&self, config: &Config, power: &PowerController) -> Health {
-        let r = self.recent(config);
+    pub async fn snapshot(&self, config: &Config, power: &PowerController) -> Health {
+        let r = self.recent(config).await;
         let (pending, last_action) = power.status();
         let (boot_id, boot_time_unix) = match self.simulated.identity() {
             Some((id, at)) => (Some(id), at),
@@ -147,6 +154,7 @@ impl HealthProbe {
             memory_total_bytes: r.memory_total_bytes,
             memory_available_bytes: r.memory_available_bytes,
             logged_in_users: r.logged_in_users,
+            sessions: r.sessions,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             privileged: config.privileged,
             dry_run: config.dry_run,

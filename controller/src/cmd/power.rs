@@ -260,16 +260,25 @@ async fn preflight(
     (to_send, identities)
 }
 
-/// Why `--skip-busy` leaves a host alone, if it does: users are logged in, or the host cannot
-/// tell whether any are. The flag is a safety promise, so "cannot tell" fails safe.
+/// Why `--skip-busy` leaves a host alone, if it does: someone occupies it (named, with their
+/// terminal and idle time, when the agent lists the sessions), or the host cannot tell whether
+/// anyone does. The flag is a safety promise, so "cannot tell" fails safe.
 fn busy(health: &lightsout_protocol::Health) -> Option<String> {
-    match health.logged_in_users {
-        None => Some(
+    match (health.logged_in_users, health.sessions.as_deref()) {
+        (None, _) => Some(
             "users unknown: the machine cannot count its logged-in users, so --skip-busy leaves it alone"
                 .into(),
         ),
-        Some(0) => None,
-        Some(users) => Some(format!(
+        (Some(0), _) => None,
+        (Some(_), Some(sessions)) if !sessions.is_empty() => Some(format!(
+            "busy — {}",
+            sessions
+                .iter()
+                .map(crate::render::session_summary)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        (Some(users), _) => Some(format!(
             "busy: {users} user{} logged in",
             if users == 1 { "" } else { "s" }
         )),
