@@ -39,9 +39,11 @@
 //! - [`config`]: the validated [`Config`] and its [`Limits`]; [`resolve`] builds it from the
 //!   command line ([`cli`]), the environment and the file ([`settings`]).
 //! - [`discovery`]: answering LAN discovery probes, for agents that opt in.
-//! - [`man`]: the man pages, one per subcommand, with the packaged files and signals.
+//! - [`man`]: the man pages' own sections (packaged files, signals); the pages are walked
+//!   and written by `lightsout_cli::man`.
 //! - `privilege`: whether this process may power the machine off.
-//! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`).
+//! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`), re-exported
+//!   from `lightsout_cli`.
 
 pub mod access;
 pub(crate) mod admission;
@@ -68,7 +70,9 @@ pub mod resolve;
 pub mod server;
 pub mod settings;
 pub(crate) mod state;
-pub mod stdout;
 
 pub use config::{Config, Limits, Testing};
+// Standard output is shared with the controller (`lightsout-cli`); re-exported so that the
+// crate's modules and the binary write `crate::outln!` / `lightsout_agent::stdout`.
+pub use lightsout_cli::{outln, stdout};
 pub use server::run;

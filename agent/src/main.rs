@@ -12,6 +12,7 @@ use lightsout_agent::discovery::Responder;
 use lightsout_agent::resolve::{self, Resolved};
 use lightsout_agent::settings::FileSettings;
 use lightsout_agent::{Config, listener, outln, stdout};
+use lightsout_cli::report;
 use lightsout_pki::load::CertInfo;
 
 async fn stop_signal() {
@@ -245,34 +246,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
 }
 
+/// The name errors start with.
+const PROGRAM: &str = "lightsout-agent";
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if let Err(e) = run(&args) {
-        eprintln!("lightsout-agent: error: {}", report(&e));
-        return std::process::ExitCode::from(2);
+        return report::fail(PROGRAM, &e);
     }
     // A closed pipe is a normal end (`audit tail | head`); any other write error is not.
-    if let Some(e) = stdout::error() {
-        eprintln!("lightsout-agent: error: cannot write to standard output: {e}");
-        return std::process::ExitCode::from(2);
-    }
-    std::process::ExitCode::SUCCESS
-}
-
-/// The error and its causes on one line, each said once: a cause whose text its parent
-/// already includes (`FILE: No such file or directory` over `No such file or directory`) is
-/// left out, so nothing reads twice.
-fn report(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    report::finish(PROGRAM, std::process::ExitCode::SUCCESS)
 }

@@ -1,18 +1,21 @@
-//! Man pages, generated from the clap definitions ([`crate::cli`]) with clap_mangen:
-//! `lightsout-agent(8)` and one page per subcommand at every level
-//! (`lightsout-agent-audit-tail(8)`), so that every name a SUBCOMMANDS section lists is a page
-//! that exists. clap knows the options; what it cannot know (the packaged files, signals,
-//! exit status, environment) is written here and added to the pages it concerns.
+//! The agent's man pages: `lightsout-agent(8)` and one page per subcommand at every level
+//! (`lightsout-agent-audit-tail(8)`), walked and written by [`lightsout_cli::man`]. clap
+//! knows the options; what it cannot know (the packaged files, signals, exit status,
+//! environment) is written here and added to the pages it concerns.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
-use clap_mangen::Man;
-use clap_mangen::roff::{Inline, Roff, bold, roman};
+use lightsout_cli::man::roff::{Roff, roman};
+use lightsout_cli::man::{Manual, item, page_name, section, subcommands};
 
 /// The agent is a system daemon: section 8, its subcommands with it.
 const SECTION: &str = "8";
+
+fn manual() -> Manual {
+    Manual::new(crate::cli::Args::command(), SECTION, our_sections)
+}
 
 /// The `lightsout-agent man` subcommand: the main page on stdout, or every page into
 /// `out_dir`.
@@ -20,17 +23,7 @@ const SECTION: &str = "8";
 /// # Errors
 /// Writing fails.
 pub fn run(out_dir: Option<&Path>) -> io::Result<()> {
-    match out_dir {
-        None => {
-            // Into memory first, then through the one stdout writer: a closed pipe
-            // (`man | head`) is a normal end there, not an error.
-            let mut page = Vec::new();
-            render(&command(), &mut page)?;
-            crate::stdout::bytes(&page);
-            Ok(())
-        }
-        Some(dir) => write_all(dir).map(drop),
-    }
+    manual().run(out_dir)
 }
 
 /// Writes every page into `dir` (created if missing), as `NAME.8`; returns their paths.
@@ -38,95 +31,21 @@ pub fn run(out_dir: Option<&Path>) -> io::Result<()> {
 /// # Errors
 /// The directory or a page cannot be written.
 pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| naming(dir, e))?;
-    let mut written = Vec::new();
-    write_tree(&command(), dir, &mut written)?;
-    Ok(written)
+    manual().write_all(dir)
 }
 
-/// The command tree as the pages show it: built, so that each subcommand knows its full
-/// name (`lightsout-agent-audit`), and without clap's `help` subcommand, which has no page.
-fn command() -> clap::Command {
-    let mut cmd = crate::cli::Args::command().disable_help_subcommand(true);
-    cmd.build();
-    cmd
-}
-
-fn page_name(cmd: &clap::Command) -> &str {
-    cmd.get_display_name().unwrap_or_else(|| cmd.get_name())
-}
-
-fn subcommands(cmd: &clap::Command) -> impl Iterator<Item = &clap::Command> {
-    cmd.get_subcommands().filter(|s| !s.is_hide_set())
-}
-
-/// `e`, with the file or directory it concerns in its message (`--out-dir` may be wrong).
-fn naming(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("--out-dir: {}: {e}", path.display()))
-}
-
-fn write_tree(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> io::Result<()> {
-    let path = dir.join(format!("{}.{SECTION}", page_name(cmd)));
-    let write = || {
-        let mut file = io::BufWriter::new(std::fs::File::create(&path)?);
-        render(cmd, &mut file)?;
-        file.flush()
-    };
-    write().map_err(|e| naming(&path, e))?;
-    written.push(path);
-    for sub in subcommands(cmd) {
-        write_tree(sub, dir, written)?;
-    }
-    Ok(())
-}
-
-/// One page: clap_mangen's sections in its order, ours before VERSION.
-fn render(cmd: &clap::Command, w: &mut dyn Write) -> io::Result<()> {
-    let man = Man::new(cmd.clone())
-        .section(SECTION)
-        .manual("lightsout manual");
-    man.render_title(w)?;
-    man.render_name_section(w)?;
-    man.render_synopsis_section(w)?;
-    man.render_description_section(w)?;
-    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
-        man.render_options_section(w)?;
-    }
-    if subcommands(cmd).next().is_some() {
-        man.render_subcommands_section(w)?;
-    }
-    if cmd.get_after_help().is_some() || cmd.get_after_long_help().is_some() {
-        man.render_extra_section(w)?;
-    }
-    let mut roff = Roff::new();
+/// The sections a page gets, by what its command does.
+fn our_sections(cmd: &clap::Command, roff: &mut Roff) {
     let name = page_name(cmd);
     if name == "lightsout-agent" {
-        signals(&mut roff);
-        environment(&mut roff);
+        signals(roff);
+        environment(roff);
     }
-    exit_status(&mut roff);
+    exit_status(roff);
     if name == "lightsout-agent" || name.starts_with("lightsout-agent-audit") {
-        files(&mut roff);
+        files(roff);
     }
-    see_also(cmd, name == "lightsout-agent", &mut roff);
-    roff.to_writer(w)?;
-    // Subcommands carry no version of their own (clap_mangen would panic on them).
-    if cmd.get_version().is_some() {
-        man.render_version_section(w)?;
-    }
-    Ok(())
-}
-
-fn section(roff: &mut Roff, title: &str, paragraph: impl Into<Vec<Inline>>) {
-    roff.control("SH", [title]);
-    roff.text(paragraph);
-}
-
-/// A tagged paragraph: `tag` in bold, then its explanation.
-fn item(roff: &mut Roff, tag: &str, text: impl Into<Vec<Inline>>) {
-    roff.control("TP", []);
-    roff.text([bold(tag)]);
-    roff.text(text);
+    see_also(cmd, name == "lightsout-agent", roff);
 }
 
 fn signals(roff: &mut Roff) {
@@ -262,18 +181,6 @@ mod tests {
         page.lines()
             .find(|l| l.starts_with(".TH "))
             .unwrap_or_default()
-    }
-
-    #[test]
-    fn an_unusable_out_dir_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("file");
-        std::fs::write(&file, "").unwrap();
-        let err = write_all(&file.join("man")).unwrap_err().to_string();
-        assert!(
-            err.starts_with("--out-dir: ") && err.contains(&file.join("man").display().to_string()),
-            "{err}"
-        );
     }
 
     #[test]

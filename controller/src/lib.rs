@@ -13,8 +13,10 @@
 //! - [`print`](mod@print): where results are printed: the progress bar, results as they
 //!   arrive and at the end.
 //! - [`local`]: recognising the machine the controller runs on.
-//! - [`man`]: the man pages, one per subcommand, with the sections clap cannot know.
-//! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`, `out!`).
+//! - [`man`]: the man pages' sections clap cannot know; the pages are walked and written by
+//!   `lightsout_cli::man`.
+//! - [`stdout`]: standard output, where a closed pipe is a normal end (`outln!`, `out!`),
+//!   re-exported from `lightsout_cli`.
 //!
 //! Inside the crate:
 //! - `client`: one connection to one agent ([`Client`]): connect, handshake,
@@ -48,10 +50,13 @@ pub mod man;
 pub mod print;
 pub(crate) mod render;
 pub mod result;
-pub mod stdout;
 pub(crate) mod target;
 pub(crate) mod text;
 pub(crate) mod wait;
+
+// Standard output is shared with the agent (`lightsout-cli`); re-exported so that the
+// crate's modules and the binary write `crate::outln!` / `lightsout_controller::stdout`.
+pub use lightsout_cli::{out, outln, stdout};
 
 pub use client::Client;
 pub use error::ClientError;

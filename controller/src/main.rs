@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use lightsout_cli::report;
 use lightsout_controller::cli::Cli;
 use lightsout_controller::cmd::{
     cancel, discover, echo, inventory as inventory_cmd, pki, power, status, wake,
@@ -158,50 +159,8 @@ fn main() -> ExitCode {
     let status = match runtime.block_on(run(cli)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
-        Err(UsageError(e)) => {
-            eprintln!("lightsout: error: {}", report(&e));
-            return ExitCode::from(2);
-        }
+        Err(UsageError(e)) => return report::fail("lightsout", &e),
     };
     // A closed pipe is a normal end (the status stands); any other write error is not.
-    if let Some(e) = stdout::error() {
-        eprintln!("lightsout: error: cannot write to standard output: {e}");
-        return ExitCode::from(2);
-    }
-    status
-}
-
-/// The error and its causes on one line, each said once: a cause whose text its parent
-/// already includes (`FILE: No such file or directory` over `No such file or directory`) is
-/// left out, so nothing reads twice.
-fn report(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
-}
-
-#[cfg(test)]
-mod tests {
-    use super::report;
-
-    #[test]
-    fn each_cause_is_said_once() {
-        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
-        let text = io.to_string();
-        // A cause whose text its parent already includes is left out...
-        let e = anyhow::Error::new(io).context(format!("inventory.toml: {text}"));
-        assert_eq!(report(&e), format!("inventory.toml: {text}"));
-        // ...and a cause that adds something is kept, after its parent.
-        let e = anyhow::anyhow!("permission denied").context("failed to load the CRL");
-        assert_eq!(report(&e), "failed to load the CRL: permission denied");
-    }
+    report::finish("lightsout", status)
 }

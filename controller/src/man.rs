@@ -1,36 +1,29 @@
-//! Man pages, generated from the clap definitions ([`crate::cli`]) with clap_mangen:
-//! `lightsout(1)` and one page per subcommand at every level (`lightsout-shutdown(1)`,
-//! `lightsout-pki-issue-agent(1)`), so that every name a SUBCOMMANDS section lists is a page
-//! that exists. clap knows the options; the sections it cannot know (targets, durations,
-//! exit status, the inventory format, files, environment) are written here, once, and added to
-//! the pages they concern.
+//! The controller's man pages: `lightsout(1)` and one page per subcommand at every level
+//! (`lightsout-shutdown(1)`, `lightsout-pki-issue-agent(1)`), walked and written by
+//! [`lightsout_cli::man`]. clap knows the options; the sections it cannot know (targets,
+//! durations, exit status, the inventory format, files, environment) are written here, once,
+//! and added to the pages they concern.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
-use clap_mangen::Man;
-use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
+use lightsout_cli::man::roff::{Roff, bold, italic, roman};
+use lightsout_cli::man::{Manual, item, page_name, section, subcommands, verbatim};
 
 /// Every page of the controller is in section 1 (user commands).
 const SECTION: &str = "1";
+
+fn manual() -> Manual {
+    Manual::new(crate::cli::Cli::command(), SECTION, our_sections)
+}
 
 /// The `lightsout man` subcommand: the main page on stdout, or every page into `out_dir`.
 ///
 /// # Errors
 /// Writing fails.
 pub fn run(out_dir: Option<&Path>) -> io::Result<()> {
-    match out_dir {
-        None => {
-            // Into memory first, then through the one stdout writer: a closed pipe
-            // (`man | head`) is a normal end there, not an error.
-            let mut page = Vec::new();
-            render(&command(), &mut page)?;
-            crate::stdout::bytes(&page);
-            Ok(())
-        }
-        Some(dir) => write_all(dir).map(drop),
-    }
+    manual().run(out_dir)
 }
 
 /// Writes every page into `dir` (created if missing), as `NAME.1`; returns their paths.
@@ -38,74 +31,7 @@ pub fn run(out_dir: Option<&Path>) -> io::Result<()> {
 /// # Errors
 /// The directory or a page cannot be written.
 pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| naming(dir, e))?;
-    let mut written = Vec::new();
-    write_tree(&command(), dir, &mut written)?;
-    Ok(written)
-}
-
-/// The command tree as the pages show it: built, so that each subcommand knows its full
-/// name (`lightsout-pki-issue`), and without clap's `help` subcommand, which has no page.
-fn command() -> clap::Command {
-    let mut cmd = crate::cli::Cli::command().disable_help_subcommand(true);
-    cmd.build();
-    cmd
-}
-
-fn page_name(cmd: &clap::Command) -> &str {
-    cmd.get_display_name().unwrap_or_else(|| cmd.get_name())
-}
-
-fn subcommands(cmd: &clap::Command) -> impl Iterator<Item = &clap::Command> {
-    cmd.get_subcommands().filter(|s| !s.is_hide_set())
-}
-
-/// `e`, with the file or directory it concerns in its message (`--out-dir` may be wrong).
-fn naming(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("--out-dir: {}: {e}", path.display()))
-}
-
-fn write_tree(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> io::Result<()> {
-    let path = dir.join(format!("{}.{SECTION}", page_name(cmd)));
-    let write = || {
-        let mut file = io::BufWriter::new(std::fs::File::create(&path)?);
-        render(cmd, &mut file)?;
-        file.flush()
-    };
-    write().map_err(|e| naming(&path, e))?;
-    written.push(path);
-    for sub in subcommands(cmd) {
-        write_tree(sub, dir, written)?;
-    }
-    Ok(())
-}
-
-/// One page: clap_mangen's sections in its order, ours before VERSION.
-fn render(cmd: &clap::Command, w: &mut dyn Write) -> io::Result<()> {
-    let man = Man::new(cmd.clone())
-        .section(SECTION)
-        .manual("lightsout manual");
-    man.render_title(w)?;
-    man.render_name_section(w)?;
-    man.render_synopsis_section(w)?;
-    man.render_description_section(w)?;
-    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
-        man.render_options_section(w)?;
-    }
-    if subcommands(cmd).next().is_some() {
-        man.render_subcommands_section(w)?;
-    }
-    if cmd.get_after_help().is_some() || cmd.get_after_long_help().is_some() {
-        man.render_extra_section(w)?;
-    }
-    let mut roff = Roff::new();
-    our_sections(cmd, &mut roff);
-    roff.to_writer(w)?;
-    // Subcommands carry no version of their own (clap_mangen would panic on them).
-    if cmd.get_version().is_some() {
-        man.render_version_section(w)?;
-    }
-    Ok(())
+    manual().write_all(dir)
 }
 
 /// The sections a page gets, by what its command does.
@@ -131,29 +57,6 @@ fn our_sections(cmd: &clap::Command, roff: &mut Roff) {
         files(roff);
     }
     see_also(cmd, main, roff);
-}
-
-fn section(roff: &mut Roff, title: &str, paragraph: impl Into<Vec<Inline>>) {
-    roff.control("SH", [title]);
-    roff.text(paragraph);
-}
-
-/// A tagged paragraph: `tag` in bold, then its explanation.
-fn item(roff: &mut Roff, tag: &str, text: impl Into<Vec<Inline>>) {
-    roff.control("TP", []);
-    roff.text([bold(tag)]);
-    roff.text(text);
-}
-
-/// Lines kept as they are (`.nf` ... `.fi`), for examples.
-fn verbatim(roff: &mut Roff, lines: &str) {
-    roff.control("PP", []);
-    roff.control("nf", []);
-    for line in lines.lines() {
-        roff.text([roman(line)]);
-        roff.control("br", []);
-    }
-    roff.control("fi", []);
 }
 
 fn targets(roff: &mut Roff) {
@@ -326,18 +229,6 @@ mod tests {
     }
 
     #[test]
-    fn an_unusable_out_dir_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("file");
-        std::fs::write(&file, "").unwrap();
-        let err = write_all(&file.join("man")).unwrap_err().to_string();
-        assert!(
-            err.starts_with("--out-dir: ") && err.contains(&file.join("man").display().to_string()),
-            "{err}"
-        );
-    }
-
-    #[test]
     fn every_subcommand_at_every_level_gets_a_page_and_the_main_one_lists_them() {
         let dir = tempfile::tempdir().unwrap();
         let written = write_all(dir.path()).unwrap();
@@ -380,9 +271,7 @@ mod tests {
 
     #[test]
     fn plain_man_is_the_main_page() {
-        let mut out = Vec::new();
-        render(&command(), &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = String::from_utf8(manual().main_page().unwrap()).unwrap();
         assert!(title(&text).starts_with(".TH lightsout 1"), "{text}");
         assert!(text.contains("lightsout\\-shutdown(1)"));
     }

@@ -1,5 +1,5 @@
 //! Standard output, written so that a closed pipe is a normal end (ripgrep's rule): when the
-//! reader has gone (`lightsout-agent audit tail | head`, `... man | true`), the rest of the output is
+//! reader has gone (`lightsout status | head`, `lightsout-agent audit tail | head`), the rest of the output is
 //! dropped quietly and the command ends with the status it would have had. `println!` would
 //! panic instead (exit 101). Any other write error (a full disk) is kept and reported once
 //! by the binary at the end.
@@ -61,6 +61,12 @@ pub fn error() -> Option<String> {
 macro_rules! outln {
     () => { $crate::stdout::print(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::stdout::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that never panics: see the module docs.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::stdout::print(format_args!($($arg)*)) };
 }
 
 #[cfg(test)]
