@@ -54,6 +54,20 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `dev` in namespace `ns` given `address/24` and brought up.
+fn bring_up(ns: &str, dev: &str, address: Ipv4Addr) -> Result<(), String> {
+    ip(&[
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{address}/24"),
+        "dev",
+        dev,
+    ])?;
+    ip(&["-n", ns, "link", "set", dev, "up"])
+}
+
 /// The network namespaces; deleted on drop.
 #[derive(Debug)]
 pub struct Network {
@@ -70,23 +84,19 @@ impl Network {
         }
     }
 
-    /// The laptop's namespace, with the bridge `br0` holding `address/24`.
-    pub fn laptop(&mut self, address: Ipv4Addr) -> Result<String, String> {
-        let ns = format!("{}-laptop", self.prefix);
+    /// A new namespace `ns`, remembered so that it is removed with the lab.
+    fn namespace(&mut self, ns: String) -> Result<String, String> {
         ip(&["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
+        Ok(ns)
+    }
+
+    /// The laptop's namespace, with the bridge `br0` holding `address/24`.
+    pub fn laptop(&mut self, address: Ipv4Addr) -> Result<String, String> {
+        let ns = self.namespace(format!("{}-laptop", self.prefix))?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         ip(&["-n", &ns, "link", "add", "br0", "type", "bridge"])?;
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{address}/24"),
-            "dev",
-            "br0",
-        ])?;
-        ip(&["-n", &ns, "link", "set", "br0", "up"])?;
+        bring_up(&ns, "br0", address)?;
         Ok(ns)
     }
 
@@ -94,9 +104,7 @@ impl Network {
     /// bridge (`laptop` is its namespace).
     pub fn machine(&mut self, laptop: &str, address: Ipv4Addr) -> Result<String, String> {
         let n = self.namespaces.len();
-        let ns = format!("{}-m{n}", self.prefix);
-        ip(&["netns", "add", &ns])?;
-        self.namespaces.push(ns.clone());
+        let ns = self.namespace(format!("{}-m{n}", self.prefix))?;
         let port = format!("port{n}");
         // Both ends are born inside their namespaces: the host never sees them.
         ip(&[
@@ -105,16 +113,7 @@ impl Network {
         ])?;
         ip(&["-n", laptop, "link", "set", &port, "master", "br0"])?;
         ip(&["-n", laptop, "link", "set", &port, "up"])?;
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{address}/24"),
-            "dev",
-            "eth0",
-        ])?;
-        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        bring_up(&ns, "eth0", address)?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         Ok(ns)
     }

@@ -34,6 +34,27 @@ fn start_service(installed: &Installed) -> AgentProcess {
     )
 }
 
+/// The installed packages with a bundle and the state directory in place, as after the
+/// administrator's installation steps; `None` (having said why) where this cannot run.
+fn packaged_machine() -> Option<(Installed, Lab)> {
+    let installed = Installed::new()?;
+    if !can_pose_as_packaged_machine() {
+        return None;
+    }
+    let lab = Lab::new();
+    install_bundle(&lab, &installed);
+    installed.make_state_dir();
+    Some((installed, lab))
+}
+
+/// `lightsout-agent --check-config` on the packaged configuration, as the service runs it.
+fn check_packaged_config(installed: &Installed) -> std::process::Output {
+    on_packaged_machine(installed, &installed.path("/usr/bin/lightsout-agent"))
+        .args(["--check-config", "--config", "/etc/lightsout/agent.toml"])
+        .output()
+        .unwrap()
+}
+
 fn echo_payloads(log: &Path) -> Vec<String> {
     Lab::audit_lines(log)
         .iter()
@@ -43,19 +64,10 @@ fn echo_payloads(log: &Path) -> Vec<String> {
 
 #[test]
 fn packaged_config_checks_out_and_names_the_services_files() {
-    let Some(installed) = Installed::new() else {
+    let Some((installed, lab)) = packaged_machine() else {
         return;
     };
-    if !can_pose_as_packaged_machine() {
-        return;
-    }
-    let lab = Lab::new();
-    install_bundle(&lab, &installed);
-    installed.make_state_dir();
-    let out = on_packaged_machine(&installed, &installed.path("/usr/bin/lightsout-agent"))
-        .args(["--check-config", "--config", "/etc/lightsout/agent.toml"])
-        .output()
-        .unwrap();
+    let out = check_packaged_config(&installed);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -72,10 +84,7 @@ fn packaged_config_checks_out_and_names_the_services_files() {
     // Before the state directory exists (postinst not run), the audit log cannot be opened:
     // exit 2, naming where the path comes from.
     std::fs::remove_dir_all(installed.path("/var/lib/lightsout")).unwrap();
-    let out = on_packaged_machine(&installed, &installed.path("/usr/bin/lightsout-agent"))
-        .args(["--check-config", "--config", "/etc/lightsout/agent.toml"])
-        .output()
-        .unwrap();
+    let out = check_packaged_config(&installed);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -86,15 +95,9 @@ fn packaged_config_checks_out_and_names_the_services_files() {
 
 #[test]
 fn audit_tail_on_a_packaged_machine_reads_the_services_log() {
-    let Some(installed) = Installed::new() else {
+    let Some((installed, lab)) = packaged_machine() else {
         return;
     };
-    if !can_pose_as_packaged_machine() {
-        return;
-    }
-    let lab = Lab::new();
-    install_bundle(&lab, &installed);
-    installed.make_state_dir();
     let agent = start_service(&installed);
     lab.lightsout(&["echo", &agent.target(), "--payload", "seen-by-tail"])
         .success();
