@@ -223,7 +223,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             return Ok(());
         }
         Some(AgentCommand::Man { out_dir }) => {
-            lightsout_agent::man::run(out_dir.as_deref())?;
+            lightsout_agent::man::manual().run(out_dir.as_deref())?;
             return Ok(());
         }
         _ => {}

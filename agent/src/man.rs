@@ -3,9 +3,6 @@
 //! knows the options; what it cannot know (the packaged files, signals, exit status,
 //! environment) is written here and added to the pages it concerns.
 
-use std::io;
-use std::path::{Path, PathBuf};
-
 use clap::CommandFactory;
 use lightsout_cli::man::roff::{Roff, roman};
 use lightsout_cli::man::{Manual, item, page_name, section, subcommands};
@@ -13,25 +10,11 @@ use lightsout_cli::man::{Manual, item, page_name, section, subcommands};
 /// The agent is a system daemon: section 8, its subcommands with it.
 const SECTION: &str = "8";
 
-fn manual() -> Manual {
+/// The manual the `lightsout-agent man` subcommand writes ([`Manual::run`]): every page
+/// as `NAME.8`.
+#[must_use]
+pub fn manual() -> Manual {
     Manual::new(crate::cli::Args::command(), SECTION, our_sections)
-}
-
-/// The `lightsout-agent man` subcommand: the main page on stdout, or every page into
-/// `out_dir`.
-///
-/// # Errors
-/// Writing fails.
-pub fn run(out_dir: Option<&Path>) -> io::Result<()> {
-    manual().run(out_dir)
-}
-
-/// Writes every page into `dir` (created if missing), as `NAME.8`; returns their paths.
-///
-/// # Errors
-/// The directory or a page cannot be written.
-pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    manual().write_all(dir)
 }
 
 /// The sections a page gets, by what its command does.
@@ -186,7 +169,7 @@ mod tests {
     #[test]
     fn every_subcommand_gets_a_page_in_section_8() {
         let dir = tempfile::tempdir().unwrap();
-        let written = write_all(dir.path()).unwrap();
+        let written = manual().write_all(dir.path()).unwrap();
         let names: Vec<String> = written
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())

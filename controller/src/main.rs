@@ -40,7 +40,7 @@ async fn run(cli: Cli) -> Result<bool, UsageError> {
             true
         }
         Work::Man(out_dir) => {
-            lightsout_controller::man::run(out_dir.as_deref())?;
+            lightsout_controller::man::manual().run(out_dir.as_deref())?;
             true
         }
         Work::Pki { cmd, home } => {

@@ -4,9 +4,6 @@
 //! durations, exit status, the inventory format, files, environment) are written here, once,
 //! and added to the pages they concern.
 
-use std::io;
-use std::path::{Path, PathBuf};
-
 use clap::CommandFactory;
 use lightsout_cli::man::roff::{Roff, bold, italic, roman};
 use lightsout_cli::man::{Manual, item, page_name, section, subcommands, verbatim};
@@ -14,24 +11,10 @@ use lightsout_cli::man::{Manual, item, page_name, section, subcommands, verbatim
 /// Every page of the controller is in section 1 (user commands).
 const SECTION: &str = "1";
 
-fn manual() -> Manual {
+/// The manual the `lightsout man` subcommand writes (`Manual::run`): every page as `NAME.1`.
+#[must_use]
+pub fn manual() -> Manual {
     Manual::new(crate::cli::Cli::command(), SECTION, our_sections)
-}
-
-/// The `lightsout man` subcommand: the main page on stdout, or every page into `out_dir`.
-///
-/// # Errors
-/// Writing fails.
-pub fn run(out_dir: Option<&Path>) -> io::Result<()> {
-    manual().run(out_dir)
-}
-
-/// Writes every page into `dir` (created if missing), as `NAME.1`; returns their paths.
-///
-/// # Errors
-/// The directory or a page cannot be written.
-pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    manual().write_all(dir)
 }
 
 /// The sections a page gets, by what its command does.
@@ -231,7 +214,7 @@ mod tests {
     #[test]
     fn every_subcommand_at_every_level_gets_a_page_and_the_main_one_lists_them() {
         let dir = tempfile::tempdir().unwrap();
-        let written = write_all(dir.path()).unwrap();
+        let written = manual().write_all(dir.path()).unwrap();
         let names: Vec<String> = written
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())

@@ -64,7 +64,7 @@ fn echo_payloads(log: &Path) -> Vec<String> {
 
 #[test]
 fn packaged_config_checks_out_and_names_the_services_files() {
-    let Some((installed, lab)) = packaged_machine() else {
+    let Some((installed, _lab)) = packaged_machine() else {
         return;
     };
     let out = check_packaged_config(&installed);
