@@ -1,7 +1,8 @@
 //! Occupancy, defined once: whether someone is using the machine, and who.
 //!
-//! A machine is occupied when systemd-logind lists a session of class `user` in state
-//! `active` or `online`. Greeters (the login screen), lock screens, the per-user service
+//! A machine is occupied when systemd-logind lists a session of class `user` (or
+//! `user-early`: systemd 256 and later give root's login that class, and someone logged in as
+//! root at the console is at the machine) in state `active` or `online`. Greeters (the login screen), lock screens, the per-user service
 //! manager and background sessions (cron) are not people at the machine; a `closing` session
 //! is someone who has logged out. Where logind does not run (or the agent uses the command
 //! power backend, see below), a utmp login record is a session. Each session comes with its
@@ -49,7 +50,7 @@ impl Occupancy {
 
 /// The rule: does a logind session of this class in this state occupy the machine?
 pub fn occupies(class: &str, state: &str) -> Option<SessionState> {
-    if class != "user" {
+    if !matches!(class, "user" | "user-early") {
         return None;
     }
     match state {
@@ -136,6 +137,9 @@ mod tests {
     fn only_user_sessions_that_are_active_or_online_occupy() {
         assert_eq!(occupies("user", "active"), Some(SessionState::Active));
         assert_eq!(occupies("user", "online"), Some(SessionState::Online));
+        // Root's console login on systemd 256+ (Debian 13), seen in the VM suite.
+        assert_eq!(occupies("user-early", "active"), Some(SessionState::Active));
+        assert_eq!(occupies("user-early", "online"), Some(SessionState::Online));
         for (class, state) in [
             ("user", "closing"),
             ("greeter", "active"),
@@ -143,6 +147,8 @@ mod tests {
             ("manager", "online"),
             ("background", "active"),
             ("user-early", "bogus"),
+            ("user-early", "closing"),
+            ("manager-early", "online"),
         ] {
             assert_eq!(occupies(class, state), None, "{class}/{state}");
         }
