@@ -64,6 +64,7 @@ pub fn rollout(release: &str) {
     assert_eq!(health["dry_run"], false, "{health}");
     let mode = s.vm.sh("stat -c %a /etc/lightsout/agent-bundle.pem");
     assert_eq!(mode.trim(), "600");
+    started_once(&mut s);
 
     revocation(&mut s);
     audited_before_it_runs(&mut s);
@@ -137,6 +138,27 @@ fn newer_build(deb: &Path, dir: &Path) -> std::path::PathBuf {
         String::from_utf8_lossy(&run.stderr)
     );
     out
+}
+
+/// The package's install started nothing (the bundle was not there yet): the unit's journal
+/// has one start, the README's `systemctl enable --now`, and no failed one.
+fn started_once(s: &mut Scene) {
+    let journal =
+        s.vm.sh("journalctl --no-pager -o cat -u lightsout-agent.service");
+    let starts = journal
+        .lines()
+        .filter(|l| l.starts_with("Started "))
+        .count();
+    let failed = journal
+        .lines()
+        .any(|l| l.contains("Failed") || l.contains("failed"));
+    s.findings.check(
+        starts == 1 && !failed,
+        &format!(
+            "the agent was started before its bundle was installed (dpkg -i must start \
+             nothing): {starts} start(s) in the journal:\n{journal}"
+        ),
+    );
 }
 
 /// A controller certificate revoked on the CA machine is refused by the agent once the
