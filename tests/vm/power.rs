@@ -91,7 +91,7 @@ fn restart_wait(s: &mut Scene) {
     let before = s.boot_id();
     let started = Instant::now();
     s.vm.expect_reboot();
-    let (run, host) = s.host(&["restart", "--wait", "--wait-timeout", "4m"]);
+    let (run, host) = s.host(&["restart", "--wait", "--wait-timeout", "5m"]);
     let took = started.elapsed();
     timing(&s.release, "power: restart --wait", took);
     assert_eq!(run.code, Some(0), "restart --wait: {run:?}");
