@@ -131,6 +131,10 @@ pub enum SessionState {
     Active,
     /// Logged in, not in the foreground.
     Online,
+    /// Logging in: logind lists the session while it is still being set up (the user's
+    /// service manager starting). Seconds on real hardware, much longer on a slow machine; the
+    /// person is at the machine already (older controllers read it as `Unknown`).
+    Opening,
     /// A state this build does not know.
     #[serde(other)]
     Unknown,
@@ -142,6 +146,7 @@ impl SessionState {
         match self {
             SessionState::Active => "active",
             SessionState::Online => "online",
+            SessionState::Opening => "opening",
             SessionState::Unknown => "unknown",
         }
     }

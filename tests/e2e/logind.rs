@@ -345,6 +345,41 @@ fn session(id: &str, user: &str, class: &str, state: &str, tty: &str) -> Value {
            "seat": if tty.starts_with("tty") { "seat0" } else { "" }})
 }
 
+/// What real systemd showed in the VM suite: root's console login on Debian 13 is of class
+/// `user-early`, and a fresh console login stays `opening` for seconds while the user's
+/// service manager starts. Both are a person at the machine.
+#[test]
+fn occupancy_counts_root_logins_and_logins_still_opening() {
+    let Some(fake) = FakeLogind::start(&FakeOptions {
+        sessions: Some(json!([
+            session("1", "root", "user-early", "active", "tty1"),
+            session("2", "student", "user", "opening", "ttyS0"),
+            session("3", "student", "manager", "opening", ""),
+        ])),
+        ..FakeOptions::default()
+    }) else {
+        return;
+    };
+    let lab = Lab::new();
+    let agent = agent_on(&lab, &fake, &[]);
+    let h = health(&lab, &agent);
+    assert_eq!(h["logged_in_users"], 2, "{h}");
+    let states: Vec<&str> = h["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["active", "opening"], "{h}");
+    let doc = lab.lightsout_json(&["restart", &agent.target(), "--skip-busy", "--yes"], 0);
+    let reason = only_host(&doc)["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.contains("root on tty1 (active") && reason.contains("student on ttyS0 (opening"),
+        "{reason}"
+    );
+    assert!(fake.calls_of("ScheduleShutdown").is_empty());
+}
+
 #[test]
 fn occupancy_counts_user_sessions_that_are_active_or_online_only() {
     let idle_since = now_usec() - 200 * 1_000_000;

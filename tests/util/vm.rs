@@ -42,9 +42,13 @@ pub struct Image {
     pub disk: PathBuf,
 }
 
-/// Where the layers are cached (outside git).
+/// Where the layers are cached (outside git): `LIGHTSOUT_VM_CACHE`, or `target/vm-cache/`.
+/// Another directory (an empty one) measures a cold build without losing the shared cache.
 pub fn cache_dir() -> PathBuf {
-    crate::debs::repo().join("target/vm-cache")
+    std::env::var_os("LIGHTSOUT_VM_CACHE").map_or_else(
+        || crate::debs::repo().join("target/vm-cache"),
+        PathBuf::from,
+    )
 }
 
 /// Whether this machine can run the VM suite at all; says why not (`SKIP:`, or a panic under

@@ -1,7 +1,7 @@
 //! The real-machines suite: the packaged agent inside Debian VMs with real systemd (qemu),
 //! driven by the real controller on the host, with real power actions. Not part of the
 //! everyday `cargo test` (`test = false`): `.ci/run` runs it with
-//! `cargo test --locked -p lightsout-tests --test vm -- --test-threads 4`.
+//! `cargo test --locked -p lightsout-tests --test vm -- --test-threads 2`.
 //!
 //! Every test boots its own VM ([`lightsout_tests::vm::Vm`]); no power action here is ever
 //! sent anywhere else. Several scenarios share one boot to keep the suite inside its time

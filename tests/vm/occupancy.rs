@@ -57,9 +57,19 @@ fn logged_in_is_skipped(s: &mut Scene) {
     assert_eq!(run.code, Some(0), "shutdown --skip-busy: {run:?}");
     if host["status"] != "skipped" {
         let who = s.vm.run("who; ls -l /run/utmp").1;
+        let logind =
+            s.vm.run(
+                "for id in $(loginctl list-sessions --no-legend | awk '{print $1}'); do \
+                 loginctl show-session $id -p Id -p Class -p State -p Type -p TTY -p Name; \
+                 busctl get-property org.freedesktop.login1 \
+                 /org/freedesktop/login1/session/_3$id org.freedesktop.login1.Session State; done; \
+                 journalctl --no-pager -o cat -u lightsout-agent | tail -n 20",
+            )
+            .1;
+        let health = s.health();
         s.findings.miss(&format!(
             "student is logged in on the console (logind lists the session), yet not skipped: \
-             {host}\n`who` inside: {who}"
+             {host}\n`who` inside: {who}\nlogind inside: {logind}\nthe agent's health: {health}"
         ));
         let (run, _) = s.host(&["cancel"]);
         assert_eq!(run.code, Some(0), "cancel: {run:?}");

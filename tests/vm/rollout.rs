@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lightsout_tests::debs;
 use lightsout_tests::readme::procedure_text;
@@ -47,7 +47,7 @@ pub fn rollout(release: &str) {
     ));
     let (status, out) = s.vm.run_with(
         "cd /root/rollout && sh -e -x /run/vmtest-seed/rollout-lab-machine.sh",
-        std::time::Duration::from_secs(180),
+        Duration::from_secs(300),
     );
     assert_eq!(
         status, 0,
@@ -64,6 +64,7 @@ pub fn rollout(release: &str) {
     assert_eq!(health["dry_run"], false, "{health}");
     let mode = s.vm.sh("stat -c %a /etc/lightsout/agent-bundle.pem");
     assert_eq!(mode.trim(), "600");
+    started_once(&mut s);
 
     revocation(&mut s);
     audited_before_it_runs(&mut s);
@@ -137,6 +138,27 @@ fn newer_build(deb: &Path, dir: &Path) -> std::path::PathBuf {
         String::from_utf8_lossy(&run.stderr)
     );
     out
+}
+
+/// The package's install started nothing (the bundle was not there yet): the unit's journal
+/// has one start, the README's `systemctl enable --now`, and no failed one.
+fn started_once(s: &mut Scene) {
+    let journal =
+        s.vm.sh("journalctl --no-pager -o cat -u lightsout-agent.service");
+    let starts = journal
+        .lines()
+        .filter(|l| l.starts_with("Started "))
+        .count();
+    let failed = journal
+        .lines()
+        .any(|l| l.contains("Failed") || l.contains("failed"));
+    s.findings.check(
+        starts == 1 && !failed,
+        &format!(
+            "the agent was started before its bundle was installed (dpkg -i must start \
+             nothing): {starts} start(s) in the journal:\n{journal}"
+        ),
+    );
 }
 
 /// A controller certificate revoked on the CA machine is refused by the agent once the
@@ -215,9 +237,13 @@ fn audited_before_it_runs(s: &mut Scene) {
 /// version (maintainer scripts), still serving.
 fn upgrade(s: &mut Scene, upgrade_name: &str) {
     let pid_before = s.vm.sh("systemctl show -p MainPID --value lightsout-agent");
-    let out = s.vm.sh(&format!(
-        "dpkg -i /run/vmtest-seed/upgrade/{upgrade_name} 2>&1"
-    ));
+    // dpkg (unpack, maintainer scripts, the restart) takes well over a minute when the host
+    // is loaded.
+    let (status, out) = s.vm.run_with(
+        &format!("dpkg -i /run/vmtest-seed/upgrade/{upgrade_name} 2>&1"),
+        Duration::from_secs(300),
+    );
+    assert_eq!(status, 0, "dpkg -i of the newer build failed:\n{out}");
     let version = s.vm.sh("dpkg-query -W -f '${Version}' lightsout-agent");
     assert!(
         version.ends_with("+vmtest1"),
@@ -267,7 +293,9 @@ fn rotate(s: &mut Scene) {
 
 /// `dpkg -r`: the agent is stopped and no longer answers.
 fn remove(s: &mut Scene) {
-    let out = s.vm.sh("dpkg -r lightsout-agent 2>&1");
+    let (status, out) =
+        s.vm.run_with("dpkg -r lightsout-agent 2>&1", Duration::from_secs(300));
+    assert_eq!(status, 0, "dpkg -r failed:\n{out}");
     let (active, state) = s.vm.run("systemctl is-active lightsout-agent");
     s.findings.check(
         active != 0,

@@ -1,7 +1,10 @@
 //! Occupancy, defined once: whether someone is using the machine, and who.
 //!
-//! A machine is occupied when systemd-logind lists a session of class `user` in state
-//! `active` or `online`. Greeters (the login screen), lock screens, the per-user service
+//! A machine is occupied when systemd-logind lists a session of class `user` (or
+//! `user-early`: systemd 256 and later give root's login that class, and someone logged in as
+//! root at the console is at the machine) in state `active`, `online` or `opening` (logind
+//! lists a login as `opening` until the user's service manager is up: seen for several
+//! seconds in the VM suite, and the person is at the machine already). Greeters (the login screen), lock screens, the per-user service
 //! manager and background sessions (cron) are not people at the machine; a `closing` session
 //! is someone who has logged out. Where logind does not run (or the agent uses the command
 //! power backend, see below), a utmp login record is a session. Each session comes with its
@@ -49,12 +52,13 @@ impl Occupancy {
 
 /// The rule: does a logind session of this class in this state occupy the machine?
 pub fn occupies(class: &str, state: &str) -> Option<SessionState> {
-    if class != "user" {
+    if !matches!(class, "user" | "user-early") {
         return None;
     }
     match state {
         "active" => Some(SessionState::Active),
         "online" => Some(SessionState::Online),
+        "opening" => Some(SessionState::Opening),
         _ => None,
     }
 }
@@ -133,9 +137,14 @@ mod tests {
     }
 
     #[test]
-    fn only_user_sessions_that_are_active_or_online_occupy() {
+    fn only_user_sessions_that_are_active_online_or_opening_occupy() {
         assert_eq!(occupies("user", "active"), Some(SessionState::Active));
         assert_eq!(occupies("user", "online"), Some(SessionState::Online));
+        // Root's console login on systemd 256+ (Debian 13), seen in the VM suite.
+        assert_eq!(occupies("user-early", "active"), Some(SessionState::Active));
+        assert_eq!(occupies("user-early", "online"), Some(SessionState::Online));
+        // A console login while logind still sets it up (seen for seconds in the VM suite).
+        assert_eq!(occupies("user", "opening"), Some(SessionState::Opening));
         for (class, state) in [
             ("user", "closing"),
             ("greeter", "active"),
@@ -143,6 +152,9 @@ mod tests {
             ("manager", "online"),
             ("background", "active"),
             ("user-early", "bogus"),
+            ("user-early", "closing"),
+            ("manager-early", "online"),
+            ("greeter", "opening"),
         ] {
             assert_eq!(occupies(class, state), None, "{class}/{state}");
         }
