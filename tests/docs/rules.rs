@@ -67,9 +67,11 @@ pub const RULES: &[Rule] = &[
         says: Match::Prefix("dpkg -i "),
         action: Action::ExtractDebs,
         does: "dpkg-deb -x each FILE into the machine's root; its etc/ and var/ are copied onto \
-               the machine's /etc and /var; its usr/bin is first on the machine's PATH",
+               the machine's /etc and /var; its usr/bin is first on the machine's PATH; then the \
+               package's postinst runs with `configure` inside the machine (its systemd parts \
+               find no systemd and do nothing)",
         why: "dpkg -i would change this host's package database; the maintainer scripts run \
-              for real in the VM suite",
+              with systemd in the VM suite",
     },
     Rule {
         says: Match::Exact("systemctl enable --now lightsout-agent"),

@@ -230,6 +230,28 @@ fn extract_debs(machine: &Machine, rest: &str) -> Result<String, String> {
             );
         }
     }
+    // What dpkg does next: the package's own postinst, `configure` (it creates the service's
+    // home, which --check-config opens). Its systemd parts find no systemd here and do nothing.
+    for deb in &files {
+        let control = machine.work().join(format!(
+            "control-{}",
+            deb.file_stem().unwrap_or_default().to_string_lossy()
+        ));
+        let status = std::process::Command::new("dpkg-deb")
+            .arg("-e")
+            .arg(deb)
+            .arg(&control)
+            .status()
+            .map_err(|e| format!("dpkg-deb -e: {e}"))?;
+        if !status.success() {
+            return Err(format!("dpkg-deb -e {} failed", deb.display()));
+        }
+        let postinst = control.join("postinst");
+        if postinst.exists() {
+            machine.run("sh", &[&postinst.display().to_string(), "configure"])?;
+            let _ = writeln!(detail, "ran {} configure", postinst.display());
+        }
+    }
     Ok(detail)
 }
 
