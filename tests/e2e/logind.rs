@@ -6,7 +6,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lightsout_protocol::{ErrorKind, PowerParams, Request, RequestEnvelope};
-use lightsout_tests::{AgentProcess, FakeLogind, FakeOptions, Lab, PATIENCE, RawClient, error_of};
+use lightsout_tests::{
+    AgentProcess, FakeLogind, FakeOptions, Lab, PATIENCE, RawClient, error_of, only_host,
+};
 use serde_json::{Value, json};
 
 fn now_usec() -> u64 {
@@ -23,16 +25,6 @@ fn now_usec() -> u64 {
 fn agent_on(lab: &Lab, fake: &FakeLogind, extra: &[&str]) -> AgentProcess {
     let args = [&fake.agent_args()[..], extra].concat();
     AgentProcess::start(lab, &args)
-}
-
-fn health(lab: &Lab, agent: &AgentProcess) -> Value {
-    let doc = lab.lightsout_json(&["echo", &agent.target()], 0);
-    doc["results"][0]["response"]["health"].clone()
-}
-
-fn only_host(doc: &Value) -> &Value {
-    assert_eq!(doc["results"].as_array().map(Vec::len), Some(1), "{doc}");
-    &doc["results"][0]
 }
 
 /// The agent's audit lines for `request_id`.
@@ -91,7 +83,7 @@ fn a_delayed_shutdown_is_handed_to_logind_with_its_exact_due_time_and_message() 
     );
     assert_eq!(reply["due_unix"].as_u64(), Some(due / 1_000_000));
     // Pending on the board, held by the system: the audit has the request and the hand-over.
-    let h = health(&lab, &agent);
+    let h = lab.health(&agent.target());
     assert_eq!(h["pending"]["request_id"], id, "{h}");
     assert_eq!(h["last_action"]["error"], Value::Null, "{h}");
     let lines = audit_of(&lab, id);
@@ -190,7 +182,7 @@ fn assert_refused(lab: &Lab, agent: &AgentProcess, cause: &str) {
         retry, first,
         "the retry gets the same refusal, and is not carried out"
     );
-    let h = health(lab, agent);
+    let h = lab.health(&agent.target());
     assert_eq!(h["pending"], Value::Null, "{h}");
     assert!(
         h["last_action"]["error"].as_str().unwrap().contains(cause),
@@ -268,7 +260,7 @@ fn cancel_withdraws_the_action_from_logind_and_says_so() {
         "{run:?}"
     );
     assert_eq!(fake.calls_of("CancelScheduledShutdown").len(), 1);
-    assert_eq!(health(&lab, &agent)["pending"], Value::Null);
+    assert_eq!(lab.health(&agent.target())["pending"], Value::Null);
     // Again: nothing anywhere, and the reply says so.
     let doc = lab.lightsout_json(&["cancel", &agent.target()], 0);
     let reply = &only_host(&doc)["response"];
@@ -296,14 +288,14 @@ fn a_restarted_agent_shows_the_action_logind_still_holds_and_can_cancel_it() {
     );
     let id = only_host(&doc)["request_id"].as_str().unwrap().to_owned();
     let due = only_host(&doc)["response"]["due_unix"].as_u64().unwrap();
-    let asked_by = health(&lab, &first)["pending"]["requested_by"].clone();
+    let asked_by = lab.health(&first.target())["pending"]["requested_by"].clone();
     assert!(first.terminate(PATIENCE).is_some_and(|s| s.success()));
     // Stopping the agent changed nothing in logind: no cancel, no new schedule.
     assert_eq!(fake.calls_of("ScheduleShutdown").len(), 1);
     assert!(fake.calls_of("CancelScheduledShutdown").is_empty());
 
     let second = agent_on(&lab, &fake, &[]);
-    let pending = health(&lab, &second)["pending"].clone();
+    let pending = lab.health(&second.target())["pending"].clone();
     assert_eq!(pending["request_id"], id.as_str(), "{pending}");
     assert_eq!(pending["requested_by"], asked_by, "{pending}");
     assert_eq!(pending["action"], "restart", "{pending}");
@@ -315,7 +307,7 @@ fn a_restarted_agent_shows_the_action_logind_still_holds_and_can_cancel_it() {
     let reply = &only_host(&doc)["response"];
     assert_eq!(reply["outcome"], "withdrawn", "{doc}");
     assert_eq!(reply["cancelled"]["request_id"], id.as_str(), "{doc}");
-    assert_eq!(health(&lab, &second)["pending"], Value::Null);
+    assert_eq!(lab.health(&second.target())["pending"], Value::Null);
 }
 
 #[test]
@@ -329,7 +321,7 @@ fn an_action_scheduled_outside_lightsout_is_shown_as_such() {
     };
     let lab = Lab::new();
     let agent = agent_on(&lab, &fake, &[]);
-    let pending = health(&lab, &agent)["pending"].clone();
+    let pending = lab.health(&agent.target())["pending"].clone();
     assert_eq!(
         pending["requested_by"], "scheduled outside lightsout",
         "{pending}"
@@ -362,7 +354,7 @@ fn occupancy_counts_root_logins_and_logins_still_opening() {
     };
     let lab = Lab::new();
     let agent = agent_on(&lab, &fake, &[]);
-    let h = health(&lab, &agent);
+    let h = lab.health(&agent.target());
     assert_eq!(h["logged_in_users"], 2, "{h}");
     let states: Vec<&str> = h["sessions"]
         .as_array()
@@ -402,7 +394,7 @@ fn occupancy_counts_user_sessions_that_are_active_or_online_only() {
     };
     let lab = Lab::new();
     let agent = agent_on(&lab, &fake, &[]);
-    let h = health(&lab, &agent);
+    let h = lab.health(&agent.target());
     assert_eq!(h["logged_in_users"], 2, "{h}");
     let sessions = h["sessions"].as_array().unwrap();
     let users: Vec<&str> = sessions
@@ -437,7 +429,7 @@ fn occupancy_counts_user_sessions_that_are_active_or_online_only() {
         return;
     };
     let agent = agent_on(&lab, &idle_fake, &[]);
-    let h = health(&lab, &agent);
+    let h = lab.health(&agent.target());
     assert_eq!(h["logged_in_users"], 0, "{h}");
     assert_eq!(h["sessions"], json!([]), "{h}");
     let doc = lab.lightsout_json(
@@ -462,7 +454,7 @@ fn an_agent_without_logind_reads_utmp() {
     let lab = Lab::new();
     let (stand_in, _) = lab.stand_in("standin", 0);
     let agent = AgentProcess::start(&lab, &["--power-command", stand_in.to_str().unwrap()]);
-    let h = health(&lab, &agent);
+    let h = lab.health(&agent.target());
     let has_utmp = ["/run/utmp", "/var/run/utmp"]
         .iter()
         .any(|p| std::fs::read(p).is_ok());

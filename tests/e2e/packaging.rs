@@ -315,14 +315,6 @@ fn check_config_fails_when_the_audit_log_cannot_be_opened_for_writing() {
     assert!(!logs.join("audit.jsonl").exists());
 }
 
-/// The echo payloads of the audit lines in `log` (each line must be whole JSON).
-fn echo_payloads(log: &Path) -> Vec<String> {
-    Lab::audit_lines(log)
-        .iter()
-        .filter_map(|l| l["args"]["payload"].as_str().map(str::to_owned))
-        .collect()
-}
-
 #[test]
 fn a_rotated_audit_log_is_reopened_on_sighup_and_no_line_is_lost() {
     if !cfg!(unix) {
@@ -339,7 +331,7 @@ fn a_rotated_audit_log_is_reopened_on_sighup_and_no_line_is_lost() {
     };
     echo("before");
     lightsout_tests::poll("the first audit line", || {
-        echo_payloads(&log)
+        Lab::echo_payloads(&log)
             .contains(&"before".to_owned())
             .then_some(())
     });
@@ -349,7 +341,7 @@ fn a_rotated_audit_log_is_reopened_on_sighup_and_no_line_is_lost() {
     std::fs::rename(&log, &rotated).unwrap();
     echo("between");
     lightsout_tests::poll("the line written after the rename", || {
-        echo_payloads(&rotated)
+        Lab::echo_payloads(&rotated)
             .contains(&"between".to_owned())
             .then_some(())
     });
@@ -359,18 +351,18 @@ fn a_rotated_audit_log_is_reopened_on_sighup_and_no_line_is_lost() {
     agent.wait_for_logs("the SIGHUP reopen", |l| l.contains("audit log is reopened"));
     echo("after");
     lightsout_tests::poll("the line after the reopen", || {
-        echo_payloads(&log)
+        Lab::echo_payloads(&log)
             .contains(&"after".to_owned())
             .then_some(())
     });
 
     assert_eq!(
-        echo_payloads(&rotated),
+        Lab::echo_payloads(&rotated),
         ["before", "between"],
         "the rotated file keeps its lines"
     );
     assert_eq!(
-        echo_payloads(&log),
+        Lab::echo_payloads(&log),
         ["after"],
         "new lines go to the new file"
     );

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use lightsout_protocol::{
     Outcome, PowerParams, PowerReply, Reply, Request, RequestEnvelope, Response,
 };
-use lightsout_tests::{AgentProcess, Lab, PATIENCE, RawClient, log_lines, poll, wait_for_log};
+use lightsout_tests::{
+    AgentProcess, Lab, PATIENCE, RawClient, log_lines, only_host, poll, wait_for_log,
+};
 use serde_json::{Value, json};
 
 /// A non-dry-run agent whose power command is a stand-in exiting with `exit_code`.
@@ -20,22 +22,10 @@ fn stand_in_agent(lab: &Lab, exit_code: i32) -> (AgentProcess, PathBuf) {
     (agent, log)
 }
 
-/// The agent's health, via `lightsout --json echo`.
-fn health(lab: &Lab, agent: &AgentProcess) -> Value {
-    let doc = lab.lightsout_json(&["echo", &agent.target()], 0);
-    doc["results"][0]["response"]["health"].clone()
-}
-
-/// The single host object of a `--json` run.
-fn only_host(doc: &Value) -> &Value {
-    assert_eq!(doc["results"].as_array().map(Vec::len), Some(1), "{doc}");
-    &doc["results"][0]
-}
-
 /// Waits until the agent reports that the command for `request_id` has finished.
 fn wait_until_executed(lab: &Lab, agent: &AgentProcess, request_id: &str) -> Value {
     poll(&format!("the execution of {request_id}"), || {
-        let h = health(lab, agent);
+        let h = lab.health(&agent.target());
         (h["last_action"]["request_id"] == request_id).then_some(h)
     })
 }
@@ -96,7 +86,7 @@ fn a_request_level_dry_run_executes_nothing() {
         assert_eq!(response["dry_run"], true, "{args:?}: {response}");
         assert_eq!(response["argv"], argv, "{args:?}");
     }
-    let h = health(&lab, &agent);
+    let h = lab.health(&agent.target());
     assert!(h["pending"].is_null(), "a rehearsal is never pending: {h}");
     assert!(h["last_action"].is_null(), "{h}");
     assert_eq!(stop_and_read_log(&mut agent, &log), Vec::<String>::new());
@@ -174,7 +164,7 @@ fn cancel_runs_the_stand_in_with_dash_c() {
     assert_eq!(response["exit_code"], 0);
     assert_eq!(response["outcome"], "withdrawn", "{response}");
     assert_eq!(log_lines(&log), ["-c", "-h +2", "-c"]);
-    assert!(health(&lab, &agent)["pending"].is_null());
+    assert!(lab.health(&agent.target())["pending"].is_null());
 }
 
 #[test]
@@ -244,7 +234,7 @@ fn a_delay_of_61s_waits_one_second_then_hands_over_whole_minutes() {
     assert_eq!(response["delay_secs"], 61);
     assert_eq!(response["agent_wait_secs"], 1);
     assert_eq!(response["argv"], json!(["shutdown", "-h", "+1"]));
-    let h = health(&lab, &agent);
+    let h = lab.health(&agent.target());
     assert_eq!(h["pending"]["argv"], json!(["shutdown", "-h", "+1"]), "{h}");
     wait_for_log(&log, &["-h +1"]);
     assert!(

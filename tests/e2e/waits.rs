@@ -10,7 +10,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lightsout_tests::{AgentProcess, Lab, Run, poll, script, wait_for_line};
+use lightsout_tests::{AgentProcess, Lab, Run, only_host, poll, script, wait_for_line};
 use serde_json::Value;
 
 /// A live agent whose power command is `body` (a shell script in the lab's temporary
@@ -37,18 +37,6 @@ const POWER_OFF: &str = "kill -KILL $PPID";
 
 /// A stand-in that fails the way `shutdown` does when the system bus is down.
 const BUS_DOWN: &str = "echo 'Failed to connect to bus: No such file or directory' >&2\nexit 1";
-
-/// The single host object of a `--json` run.
-fn only_host(doc: &Value) -> &Value {
-    assert_eq!(doc["results"].as_array().map(Vec::len), Some(1), "{doc}");
-    &doc["results"][0]
-}
-
-/// The agent's health, via `lightsout --json echo`.
-fn health(lab: &Lab, target: &str) -> Value {
-    let doc = lab.lightsout_json(&["echo", target], 0);
-    doc["results"][0]["response"]["health"].clone()
-}
 
 #[test]
 fn shutdown_wait_sees_the_host_go_off_after_its_due_time() {
@@ -185,7 +173,7 @@ fn background_wait(lab: &Lab, target: &str) -> std::process::Child {
 fn wait_result(lab: &Lab, target: &str, interfere: impl FnOnce()) -> (Run, Value) {
     let child = background_wait(lab, target);
     poll("the shutdown to be pending", || {
-        health(lab, target)["pending"]["request_id"]
+        lab.health(target)["pending"]["request_id"]
             .as_str()
             .map(str::to_owned)
     });
@@ -341,7 +329,7 @@ fn an_agent_restarting_during_the_wait_is_not_a_cancel() {
         .spawn()
         .unwrap();
     poll("the shutdown to be pending", || {
-        health(&lab, &target)["pending"]["request_id"]
+        lab.health(&target)["pending"]["request_id"]
             .as_str()
             .map(str::to_owned)
     });
@@ -361,7 +349,7 @@ fn an_agent_restarting_during_the_wait_is_not_a_cancel() {
             &listen,
         ],
     );
-    assert!(health(&lab, &target)["pending"].is_null());
+    assert!(lab.health(&target)["pending"].is_null());
 
     let out = child.wait_with_output().unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();

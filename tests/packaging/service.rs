@@ -55,13 +55,6 @@ fn check_packaged_config(installed: &Installed) -> std::process::Output {
         .unwrap()
 }
 
-fn echo_payloads(log: &Path) -> Vec<String> {
-    Lab::audit_lines(log)
-        .iter()
-        .filter_map(|l| l["args"]["payload"].as_str().map(str::to_owned))
-        .collect()
-}
-
 #[test]
 fn packaged_config_checks_out_and_names_the_services_files() {
     let Some((installed, _lab)) = packaged_machine() else {
@@ -103,7 +96,7 @@ fn audit_tail_on_a_packaged_machine_reads_the_services_log() {
         .success();
     let log = installed.path("/var/lib/lightsout/audit.jsonl");
     poll("the service's audit line", || {
-        echo_payloads(&log)
+        Lab::echo_payloads(&log)
             .contains(&"seen-by-tail".to_owned())
             .then_some(())
     });
@@ -181,7 +174,7 @@ fn logrotate_accepts_the_file_and_a_rotation_loses_no_line() {
     };
     echo("before");
     poll("the first line", || {
-        echo_payloads(&log)
+        Lab::echo_payloads(&log)
             .contains(&"before".to_owned())
             .then_some(())
     });
@@ -230,18 +223,18 @@ fn logrotate_accepts_the_file_and_a_rotation_loses_no_line() {
     });
     echo("after");
     poll("the line after the rotation", || {
-        echo_payloads(&log)
+        Lab::echo_payloads(&log)
             .contains(&"after".to_owned())
             .then_some(())
     });
     let rotated = installed.path("/var/lib/lightsout/audit.jsonl.1");
     assert_eq!(
-        echo_payloads(&rotated),
+        Lab::echo_payloads(&rotated),
         ["before"],
         "the rotated file keeps its line"
     );
     assert_eq!(
-        echo_payloads(&log),
+        Lab::echo_payloads(&log),
         ["after"],
         "the new file gets the new lines"
     );

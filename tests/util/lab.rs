@@ -160,6 +160,20 @@ impl Lab {
             .collect()
     }
 
+    /// The echo payloads of the audit lines in `log` (each line must be whole JSON).
+    pub fn echo_payloads(log: &Path) -> Vec<String> {
+        Self::audit_lines(log)
+            .iter()
+            .filter_map(|l| l["args"]["payload"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The health snapshot of the agent at `target`, via `lightsout --json echo`.
+    pub fn health(&self, target: &str) -> serde_json::Value {
+        let doc = self.lightsout_json(&["echo", target], 0);
+        doc["results"][0]["response"]["health"].clone()
+    }
+
     /// The lab's own agents' audit log (`HOME/audit.jsonl`).
     pub fn audit(&self) -> Vec<serde_json::Value> {
         Self::audit_lines(&self.home.dir().join("audit.jsonl"))
@@ -370,4 +384,10 @@ pub fn running_as_root() -> bool {
     {
         false
     }
+}
+
+/// The single host object of a `lightsout --json` run (asserts there is exactly one).
+pub fn only_host(doc: &serde_json::Value) -> &serde_json::Value {
+    assert_eq!(doc["results"].as_array().map(Vec::len), Some(1), "{doc}");
+    &doc["results"][0]
 }
